@@ -1,0 +1,149 @@
+// Package identity is the caller's identity as idwire sees it: the names in a
+// certificate that verified against the trust bundle, parsed once per
+// connection at the handshake so that authorization on every call is a
+// lookup.
+//
+// A certificate names its holder at most once per kind: one subject common
+// name and at most one URI SAN, which must be a SPIFFE ID. A certificate with
+// several common names or several URI SANs is ambiguous (which one would a
+// rule match?) and yields no identity at all, so it can never be used to
+// impersonate by adding names.
+package identity
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"google.golang.org/grpc/credentials"
+)
+
+// Identity is a verified peer.
+type Identity struct {
+	// CommonName is the subject CN ("order"); may be empty.
+	CommonName string
+	// SPIFFEID is the URI SAN ("spiffe://example.org/order"); may be empty.
+	SPIFFEID string
+	// DNSNames are the DNS SANs.
+	DNSNames []string
+	// Certificate is the verified leaf.
+	Certificate *x509.Certificate
+}
+
+// String names the identity for logs: the SPIFFE ID when there is one, else
+// the CN.
+func (id *Identity) String() string {
+	if id == nil {
+		return "<unauthenticated>"
+	}
+	if id.SPIFFEID != "" {
+		if id.CommonName != "" {
+			return id.CommonName + " (" + id.SPIFFEID + ")"
+		}
+		return id.SPIFFEID
+	}
+	return id.CommonName
+}
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// FromCertificate parses the identity of a certificate that has already been
+// verified. It fails on a certificate with several common names, several URI
+// SANs, a URI SAN that is not a valid SPIFFE ID, or no name at all.
+func FromCertificate(cert *x509.Certificate) (*Identity, error) {
+	if cert == nil {
+		return nil, errors.New("no certificate")
+	}
+	cns := 0
+	for _, atv := range cert.Subject.Names {
+		if atv.Type.Equal(oidCommonName) {
+			cns++
+		}
+	}
+	if cns > 1 {
+		return nil, fmt.Errorf("certificate %s has %d subject common names; want at most one", serial(cert), cns)
+	}
+	id := &Identity{CommonName: cert.Subject.CommonName, DNSNames: cert.DNSNames, Certificate: cert}
+	switch len(cert.URIs) {
+	case 0:
+	case 1:
+		if err := ValidateSPIFFEID(cert.URIs[0].String()); err != nil {
+			return nil, fmt.Errorf("certificate %s: URI SAN: %w", serial(cert), err)
+		}
+		id.SPIFFEID = cert.URIs[0].String()
+	default:
+		return nil, fmt.Errorf("certificate %s has %d URI SANs; want at most one", serial(cert), len(cert.URIs))
+	}
+	if id.CommonName == "" && id.SPIFFEID == "" && len(id.DNSNames) == 0 {
+		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
+	}
+	return id, nil
+}
+
+// FromConnectionState returns the identity of the verified leaf of a TLS
+// connection. It never looks at PeerCertificates: a certificate the peer sent
+// but that did not verify gives no identity.
+func FromConnectionState(cs tls.ConnectionState) (*Identity, error) {
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return nil, errors.New("no verified client certificate")
+	}
+	return FromCertificate(cs.VerifiedChains[0][0])
+}
+
+// ValidateSPIFFEID checks the form of a SPIFFE ID: spiffe scheme, a lower-case
+// trust domain, an optional path of non-empty segments other than "." and
+// "..", no query, fragment, port or user info.
+func ValidateSPIFFEID(s string) error {
+	const prefix = "spiffe://"
+	if !strings.HasPrefix(s, prefix) {
+		return fmt.Errorf("%q: SPIFFE ID must start with %s", s, prefix)
+	}
+	rest := s[len(prefix):]
+	td, path, _ := strings.Cut(rest, "/")
+	if td == "" {
+		return fmt.Errorf("%q: SPIFFE ID has no trust domain", s)
+	}
+	for _, r := range td {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return fmt.Errorf("%q: trust domain may hold only a-z, 0-9, '.', '-', '_'", s)
+		}
+	}
+	if strings.HasPrefix(rest, td+"/") {
+		if path == "" {
+			return fmt.Errorf("%q: SPIFFE ID path must not end with '/'", s)
+		}
+		for _, seg := range strings.Split(path, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				return fmt.Errorf("%q: SPIFFE ID path segments must not be empty, '.' or '..'", s)
+			}
+			for _, r := range seg {
+				if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+					return fmt.Errorf("%q: SPIFFE ID path may hold only letters, digits, '.', '-', '_'", s)
+				}
+			}
+		}
+	}
+	if _, err := url.Parse(s); err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	return nil
+}
+
+// AuthInfo is the credentials.AuthInfo idwire's transport credentials return
+// from a handshake: grpc-go's TLSInfo (embedded, so AuthType is "tls" and the
+// connection state and security level are there) plus the identity parsed
+// once for the connection. Code that type-asserts credentials.TLSInfo must
+// assert AuthInfo instead. Identity is nil for a peer that presented no
+// certificate (PERMISSIVE mode).
+type AuthInfo struct {
+	credentials.TLSInfo
+	Identity *Identity
+}
+
+func serial(c *x509.Certificate) string {
+	return fmt.Sprintf("%q (serial %x)", c.Subject.CommonName, c.SerialNumber)
+}
