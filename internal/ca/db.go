@@ -1,0 +1,314 @@
+package ca
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+)
+
+// IssuedEntry records one certificate Store.Issue made, so that a name can be
+// revoked and a retired root pruned only once nothing chains to it.
+type IssuedEntry struct {
+	Serial   string    `json:"serial"` // lower-case hex, as FormatSerial
+	Name     string    `json:"name"`
+	NotAfter time.Time `json:"not_after"`
+	Root     string    `json:"root_sha256"` // Fingerprint of the root it chains to
+}
+
+type issuedDB struct {
+	Issued []IssuedEntry `json:"issued"`
+}
+
+// RevokedEntry is one line of the revocation database, DIR/revoked.json.
+type RevokedEntry struct {
+	Serial    string    `json:"serial"`
+	Name      string    `json:"name,omitempty"`
+	RevokedAt time.Time `json:"revoked_at"`
+	// NotAfter is the certificate's own expiry when known; the entry leaves
+	// the CRL after it (RFC 5280 allows that) and the database too.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+type revokedDB struct {
+	CRLNumber int64          `json:"crl_number"`
+	Revoked   []RevokedEntry `json:"revoked"`
+}
+
+// Revocation reasons (RFC 5280 5.3.1) accepted by Revoke.
+var reasonCodes = map[string]int{
+	"unspecified": 0, "keyCompromise": 1, "cACompromise": 2, "affiliationChanged": 3,
+	"superseded": 4, "cessationOfOperation": 5,
+}
+
+// ValidateReason checks a revocation reason name; empty means unspecified.
+func ValidateReason(reason string) error {
+	if _, ok := reasonCodes[reason]; ok || reason == "" {
+		return nil
+	}
+	return fmt.Errorf("unknown revocation reason %q (want unspecified, keyCompromise, cACompromise, affiliationChanged, superseded or cessationOfOperation)", reason)
+}
+
+// FormatSerial writes a serial number as lower-case hex without separators.
+func FormatSerial(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
+
+// ParseSerial reads a hex serial number as openssl prints it: "7B:A3:..",
+// "7ba3..", with or without a 0x prefix.
+func ParseSerial(s string) (*big.Int, error) {
+	h := strings.ToLower(strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "0x"), "0X"))
+	h = strings.ReplaceAll(h, ":", "")
+	n, ok := new(big.Int).SetString(h, 16)
+	if h == "" || !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("serial %q is not a positive hexadecimal number", s)
+	}
+	return n, nil
+}
+
+// Fingerprint is the lower-case hex SHA-256 of a certificate's DER.
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Issue makes a leaf with the store's authority and records it in the
+// issuance log. The name must be a valid identity name (ValidateIdentityName);
+// the key type defaults to the CA's.
+func (s *Store) Issue(req IssueRequest) (*Leaf, error) {
+	if err := ValidateIdentityName(req.Name); err != nil {
+		return nil, err
+	}
+	if err := ValidateKeyType(req.KeyType); err != nil {
+		return nil, err
+	}
+	if req.KeyType == "" {
+		req.KeyType = s.Config.KeyType
+	}
+	leaf, err := s.Authority.Issue(req)
+	if err != nil {
+		return nil, err
+	}
+	now := req.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	err = s.locked(func() error {
+		var db issuedDB
+		if err := readJSON(s.Path(IssuedFile), &db, true); err != nil {
+			return err
+		}
+		kept := db.Issued[:0]
+		for _, e := range db.Issued {
+			if e.NotAfter.After(now) {
+				kept = append(kept, e)
+			}
+		}
+		db.Issued = append(kept, IssuedEntry{
+			Serial:   FormatSerial(leaf.Cert.SerialNumber),
+			Name:     req.Name,
+			NotAfter: leaf.Cert.NotAfter.UTC(),
+			Root:     Fingerprint(s.Authority.Root),
+		})
+		return writeJSON(s.Path(IssuedFile), &db)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record issued certificate: %w", err)
+	}
+	return leaf, nil
+}
+
+// Issued returns the issuance log: every recorded certificate not yet
+// expired at the time of the last issue.
+func (s *Store) Issued() ([]IssuedEntry, error) {
+	var db issuedDB
+	err := readJSON(s.Path(IssuedFile), &db, true)
+	return db.Issued, err
+}
+
+// Revoked returns the revocation database. A missing database is an error:
+// silently reading it as empty would un-revoke certificates.
+func (s *Store) Revoked() ([]RevokedEntry, error) {
+	var db revokedDB
+	err := readJSON(s.Path(RevokedFile), &db, false)
+	return db.Revoked, err
+}
+
+// IsRevoked reports whether the serial is in the revocation database.
+func (s *Store) IsRevoked(serial *big.Int) (bool, error) {
+	revoked, err := s.Revoked()
+	if err != nil {
+		return false, err
+	}
+	want := FormatSerial(serial)
+	for _, e := range revoked {
+		if e.Serial == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Revoke adds a serial to the revocation database. A serial already revoked
+// is not an error; the name and expiry come from the issuance log when it
+// knows the serial.
+func (s *Store) Revoke(serial *big.Int, reason string, now time.Time) (RevokedEntry, error) {
+	if err := ValidateReason(reason); err != nil {
+		return RevokedEntry{}, err
+	}
+	issued, err := s.Issued()
+	if err != nil {
+		return RevokedEntry{}, err
+	}
+	e := RevokedEntry{Serial: FormatSerial(serial), RevokedAt: nowOr(now).UTC().Truncate(time.Second), Reason: reason}
+	for _, i := range issued {
+		if i.Serial == e.Serial {
+			e.Name, e.NotAfter = i.Name, i.NotAfter
+		}
+	}
+	return e, s.addRevoked([]RevokedEntry{e})
+}
+
+// RevokeName revokes every unexpired certificate the issuance log holds for
+// name, and fails when there is none.
+func (s *Store) RevokeName(name, reason string, now time.Time) ([]RevokedEntry, error) {
+	if err := ValidateReason(reason); err != nil {
+		return nil, err
+	}
+	issued, err := s.Issued()
+	if err != nil {
+		return nil, err
+	}
+	now = nowOr(now)
+	var entries []RevokedEntry
+	for _, i := range issued {
+		if i.Name == name && i.NotAfter.After(now) {
+			entries = append(entries, RevokedEntry{Serial: i.Serial, Name: name, RevokedAt: now.UTC().Truncate(time.Second), NotAfter: i.NotAfter, Reason: reason})
+		}
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("no unexpired certificate for %q in %s", name, s.Path(IssuedFile))
+	}
+	return entries, s.addRevoked(entries)
+}
+
+func (s *Store) addRevoked(entries []RevokedEntry) error {
+	return s.locked(func() error {
+		var db revokedDB
+		if err := readJSON(s.Path(RevokedFile), &db, false); err != nil {
+			return err
+		}
+		have := map[string]bool{}
+		for _, e := range db.Revoked {
+			have[e.Serial] = true
+		}
+		for _, e := range entries {
+			if !have[e.Serial] {
+				db.Revoked = append(db.Revoked, e)
+				have[e.Serial] = true
+			}
+		}
+		return writeJSON(s.Path(RevokedFile), &db)
+	})
+}
+
+// DefaultCRLValidity is how long a CRL is valid by default: a day, like the
+// default leaf, so that a relying party never trusts a stale list for long.
+const DefaultCRLValidity = 24 * time.Hour
+
+// CRL returns a PEM "X509 CRL" signed by the intermediate, listing every
+// revoked certificate that has not expired, valid for validity (zero means
+// DefaultCRLValidity). Each call takes the next CRL number.
+func (s *Store) CRL(now time.Time, validity time.Duration) ([]byte, error) {
+	if validity == 0 {
+		validity = DefaultCRLValidity
+	}
+	if validity < 0 {
+		return nil, errors.New("CRL validity must be positive")
+	}
+	now = nowOr(now)
+	var out []byte
+	err := s.locked(func() error {
+		var db revokedDB
+		if err := readJSON(s.Path(RevokedFile), &db, false); err != nil {
+			return err
+		}
+		db.CRLNumber++
+		tmpl := &x509.RevocationList{
+			Number:     big.NewInt(db.CRLNumber),
+			ThisUpdate: now.Add(-Backdate),
+			NextUpdate: now.Add(validity),
+		}
+		kept := db.Revoked[:0]
+		for _, e := range db.Revoked {
+			if !e.NotAfter.IsZero() && !e.NotAfter.After(now) {
+				continue // expired: may leave the CRL and the database
+			}
+			kept = append(kept, e)
+			serial, err := ParseSerial(e.Serial)
+			if err != nil {
+				return fmt.Errorf("%s: %v", s.Path(RevokedFile), err)
+			}
+			tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+				SerialNumber:   serial,
+				RevocationTime: e.RevokedAt,
+				ReasonCode:     reasonCodes[e.Reason],
+			})
+		}
+		db.Revoked = kept
+		der, err := x509.CreateRevocationList(rand.Reader, tmpl, s.Authority.Intermediate, s.Authority.IntermediateKey)
+		if err != nil {
+			return fmt.Errorf("sign CRL: %w", err)
+		}
+		out = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+		return writeJSON(s.Path(RevokedFile), &db)
+	})
+	return out, err
+}
+
+// WriteCRL writes a fresh CRL to path (DIR/crl.pem when empty).
+func (s *Store) WriteCRL(path string, now time.Time, validity time.Duration) error {
+	if path == "" {
+		path = s.Path(CRLFile)
+	}
+	crl, err := s.CRL(now, validity)
+	if err != nil {
+		return err
+	}
+	return WriteFile(path, crl, 0o644)
+}
+
+// ParseCRL reads a PEM (or DER) CRL.
+func ParseCRL(data []byte) (*x509.RevocationList, error) {
+	if block, _ := pem.Decode(data); block != nil {
+		if block.Type != "X509 CRL" {
+			return nil, fmt.Errorf("PEM block is %q, want \"X509 CRL\"", block.Type)
+		}
+		data = block.Bytes
+	}
+	return x509.ParseRevocationList(data)
+}
+
+// locked runs f holding an exclusive lock on the CA directory, so that two
+// mtlsca processes (a renew --watch and a revoke) never lose each other's
+// update of the JSON databases or the bundle.
+func (s *Store) locked(f func() error) error {
+	unlock, err := lockDir(s.Path(lockFile))
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", s.Dir, err)
+	}
+	defer unlock()
+	return f()
+}
+
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
