@@ -343,6 +343,9 @@ func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x
 	if !o.Now.Before(cert.NotAfter) {
 		return "expired", cert, nil
 	}
+	if cert.CheckSignatureFrom(s.Authority.Intermediate) != nil {
+		return "issued by a previous intermediate", cert, nil
+	}
 	roots := x509.NewCertPool()
 	for _, c := range s.Bundle {
 		roots.AddCert(c)
@@ -352,9 +355,6 @@ func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: o.Now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Sprintf("does not chain to the trust bundle: %v", err), cert, nil
-	}
-	if cert.CheckSignatureFrom(s.Authority.Intermediate) != nil {
-		return "issued by a previous intermediate", cert, nil
 	}
 	revoked, err := s.IsRevoked(cert.SerialNumber)
 	if err != nil {
