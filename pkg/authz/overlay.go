@@ -1,0 +1,183 @@
+package authz
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+
+	"sigs.k8s.io/yaml"
+)
+
+// OverlayFile is the format of Options.PolicyFile, in YAML or JSON:
+//
+//	rules:
+//	  "/user.v1.UserService/GetUser":   # one method
+//	    allow: ["spiffe://idwire.local/support"]
+//	    revoke: ["frontend"]
+//	  "payment.v1.PaymentService":      # every method of a service
+//	    deny: ["spiffe://idwire.local/legacy/*"]
+//	    audit: false
+//
+// Every key must name a registered service or method; an unknown key, field
+// or principal rejects the whole file.
+type OverlayFile struct {
+	// Rules maps "pkg.Service" or "/pkg.Service/Method" to the changes to
+	// its rule. It must be present: write "rules: {}" for an overlay that
+	// changes nothing, so that a file truncated to nothing is an error
+	// rather than the silent loss of every overlay deny.
+	Rules map[string]OverlayRule `json:"rules"`
+}
+
+// OverlayRule changes one rule. A service's entry applies to every method of
+// the service, including those with a rule of their own; a method's entry
+// is applied after its service's.
+type OverlayRule struct {
+	// Allow adds principals to the allow list.
+	Allow []string `json:"allow,omitempty"`
+	// Revoke removes principals from the allow list (the proto's and the
+	// overlay's), by exact string. Revoking a principal no rule in scope
+	// allows is an error: it would revoke nothing.
+	Revoke []string `json:"revoke,omitempty"`
+	// Deny adds principals to the deny list. Deny beats allow from any
+	// source, so an overlay deny refuses even a caller allow_authenticated
+	// or a prefix admits, and an overlay allow cannot lift a proto deny.
+	Deny []string `json:"deny,omitempty"`
+	// Audit, when set, turns audit mode on or off.
+	Audit *bool `json:"audit,omitempty"`
+}
+
+// overlay is a validated OverlayFile.
+type overlay struct {
+	file  string
+	raw   []byte
+	rules map[string]*overlayRule
+}
+
+type overlayRule struct {
+	allow, revoke, deny []ruleEntry
+	audit               *bool
+}
+
+// readOverlay reads and validates a policy file on its own; buildPolicy then
+// checks it against the registered methods.
+func readOverlay(path string) (*overlay, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy file: %w", err)
+	}
+	return parseOverlay(path, raw)
+}
+
+func parseOverlay(path string, raw []byte) (*overlay, error) {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, fmt.Errorf("policy file %s is empty (write \"rules: {}\" for an overlay that changes nothing)", path)
+	}
+	var f OverlayFile
+	if err := yaml.UnmarshalStrict(raw, &f); err != nil {
+		return nil, fmt.Errorf("policy file %s: %w", path, err)
+	}
+	if f.Rules == nil {
+		return nil, fmt.Errorf("policy file %s has no \"rules\" (write \"rules: {}\" for an overlay that changes nothing)", path)
+	}
+	ov := &overlay{file: path, raw: raw, rules: make(map[string]*overlayRule, len(f.Rules))}
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(f.Rules)) {
+		r := f.Rules[key]
+		if err := validateKey(key); err != nil {
+			errs = append(errs, fmt.Errorf("policy file %s: rules[%q]: %w", path, key, err))
+			continue
+		}
+		parse := func(field string, list []string) []ruleEntry {
+			out := make([]ruleEntry, 0, len(list))
+			for _, s := range list {
+				p, err := ParsePrincipal(s)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("policy file %s: rules[%q].%s: %w", path, key, field, err))
+					continue
+				}
+				out = append(out, ruleEntry{p, entry{principal: s, source: SourceOverlay}})
+			}
+			return out
+		}
+		or := &overlayRule{
+			allow:  parse("allow", r.Allow),
+			revoke: parse("revoke", r.Revoke),
+			deny:   parse("deny", r.Deny),
+			audit:  r.Audit,
+		}
+		for _, a := range r.Allow {
+			if slices.Contains(r.Revoke, a) {
+				errs = append(errs, fmt.Errorf("policy file %s: rules[%q]: %q is both allowed and revoked", path, key, a))
+			}
+		}
+		ov.rules[key] = or
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return ov, nil
+}
+
+// validateKey checks the form of an overlay key; whether it names something
+// registered is buildPolicy's business.
+func validateKey(key string) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	if key[0] == '/' {
+		if _, _, ok := splitMethod(key); !ok {
+			return errors.New(`a method key must look like "/pkg.Service/Method"`)
+		}
+		return nil
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.') {
+			return errors.New(`a service key must be a full service name like "pkg.Service"; a method key starts with "/"`)
+		}
+	}
+	return nil
+}
+
+// Reload re-reads the policy file, validates it against the compiled rules
+// and, if it is good, swaps the new policy in atomically; calls in flight
+// finish under the policy they started with. A bad file is logged and
+// returned, and the previous policy stays in force. The file watcher calls
+// Reload on every change; call it yourself on SIGHUP, say.
+func (a *Authorizer) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.base == nil {
+		return errors.New("authz: Reload before Compile")
+	}
+	if a.opts.PolicyFile == "" {
+		return nil
+	}
+	ov, err := readOverlay(a.opts.PolicyFile)
+	if err == nil && a.loaded != nil && bytes.Equal(ov.raw, a.loaded.raw) {
+		return nil // touched, not changed
+	}
+	var pol *policy
+	if err == nil {
+		pol, err = buildPolicy(a.base, ov)
+	}
+	if err != nil {
+		err = fmt.Errorf("authz: %w", err)
+		a.log.Error("authz: policy file rejected; the previous policy stays in force",
+			slog.String("policy_file", a.opts.PolicyFile), slog.Any("err", err))
+		return err
+	}
+	a.loaded = ov
+	a.policy.Store(pol)
+	a.log.Info("authz: policy file loaded",
+		slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
+	return nil
+}
+
+func (a *Authorizer) onPolicyChange() {
+	_ = a.Reload() // Reload logs what went wrong.
+}
