@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// runExpiry is for cron and CI: exit 0 when every certificate of every file
+// is fine, 1 when one expires within --warn, 2 when one has expired or a file
+// cannot be read. Without --warn the window is a third of each certificate's
+// lifetime: a certificate that renewal (at two thirds) should have replaced.
+func runExpiry(e *env, c *command, args []string) int {
+	fs := c.flags()
+	var warn time.Duration
+	fs.Var(durationFlag{&warn}, "warn", "warn when a certificate expires within this window, e.g. 14d, 8h, 90m (default: a third of its lifetime)")
+	files, code, ok := e.parse(c, fs, args, 1, -1)
+	if !ok {
+		return code
+	}
+	now := e.now()
+	worst := exitOK
+	for _, f := range files {
+		certs, err := readCertFile(f)
+		if err != nil {
+			fmt.Fprintf(e.stdout, "ERROR    %s: %v\n", f, err)
+			worst = max(worst, exitExpired)
+			continue
+		}
+		// The certificate that expires first decides (a leaf's intermediate can expire too).
+		first := certs[0]
+		status, label := exitOK, "OK"
+		for _, cert := range certs {
+			window := warn
+			if window == 0 {
+				window = cert.NotAfter.Sub(cert.NotBefore) / 3
+			}
+			s, l := exitOK, "OK"
+			switch left := cert.NotAfter.Sub(now); {
+			case left <= 0:
+				s, l = exitExpired, "EXPIRED"
+			case left <= window:
+				s, l = exitFailed, "WARN"
+			}
+			if s > status || (s == status && cert.NotAfter.Before(first.NotAfter)) {
+				status, label, first = s, l, cert
+			}
+		}
+		left := first.NotAfter.Sub(now)
+		when := "expires in " + formatDuration(left)
+		if left <= 0 {
+			when = "expired " + formatDuration(left) + " ago"
+		}
+		fmt.Fprintf(e.stdout, "%-8s %s: %s %s (%s)\n", label, f, first.Subject.CommonName, when, first.NotAfter.UTC().Format(time.RFC3339))
+		worst = max(worst, status)
+	}
+	return worst
+}

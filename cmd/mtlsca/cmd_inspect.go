@@ -1,0 +1,158 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/idwire/idwire/internal/ca"
+)
+
+// certInfo is what inspect prints, and its --json form.
+type certInfo struct {
+	File        string    `json:"file"`
+	Index       int       `json:"index"` // position in the file, 0 = leaf
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	Serial      string    `json:"serial"`
+	SPIFFEID    string    `json:"spiffe_id,omitempty"`
+	DNSNames    []string  `json:"dns_names,omitempty"`
+	URIs        []string  `json:"uris,omitempty"`
+	IPAddresses []string  `json:"ip_addresses,omitempty"`
+	KeyType     string    `json:"key_type"`
+	IsCA        bool      `json:"is_ca"`
+	KeyUsage    []string  `json:"key_usage,omitempty"`
+	ExtKeyUsage []string  `json:"ext_key_usage,omitempty"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	SecondsLeft int64     `json:"seconds_left"` // negative once expired
+	Expired     bool      `json:"expired"`
+	SHA256      string    `json:"sha256"`
+}
+
+func describe(file string, i int, c *x509.Certificate, now time.Time) certInfo {
+	info := certInfo{
+		File: file, Index: i, Subject: c.Subject.String(), Issuer: c.Issuer.String(),
+		Serial: ca.FormatSerial(c.SerialNumber), DNSNames: c.DNSNames, IsCA: c.IsCA,
+		KeyUsage: keyUsages(c.KeyUsage), ExtKeyUsage: extKeyUsages(c.ExtKeyUsage),
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+		SecondsLeft: int64(c.NotAfter.Sub(now) / time.Second), Expired: !now.Before(c.NotAfter),
+		SHA256: ca.Fingerprint(c),
+	}
+	for _, u := range c.URIs {
+		info.URIs = append(info.URIs, u.String())
+		if u.Scheme == "spiffe" && info.SPIFFEID == "" {
+			info.SPIFFEID = u.String()
+		}
+	}
+	for _, ip := range c.IPAddresses {
+		info.IPAddresses = append(info.IPAddresses, ip.String())
+	}
+	if kt, err := ca.KeyTypeOf(c.PublicKey); err == nil {
+		info.KeyType = string(kt)
+	} else {
+		info.KeyType = fmt.Sprintf("%s (%v)", c.PublicKeyAlgorithm, err)
+	}
+	return info
+}
+
+func runInspect(e *env, c *command, args []string) int {
+	fs := c.flags()
+	asJSON := fs.Bool("json", false, "print JSON (a list, one object per certificate in the file)")
+	files, code, ok := e.parse(c, fs, args, 1, -1)
+	if !ok {
+		return code
+	}
+	now := e.now()
+	var all []certInfo
+	for _, f := range files {
+		certs, err := readCertFile(f)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "mtlsca inspect: %v\n", err)
+			return exitUsage
+		}
+		for i, cert := range certs {
+			all = append(all, describe(f, i, cert, now))
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(all); err != nil {
+			return e.fail(c, err)
+		}
+		return exitOK
+	}
+	for i, info := range all {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		printInfo(e.stdout, info)
+	}
+	return exitOK
+}
+
+func printInfo(w io.Writer, i certInfo) {
+	role := "leaf"
+	if i.IsCA {
+		role = "CA"
+	}
+	fmt.Fprintf(w, "%s, certificate %d (%s)\n", i.File, i.Index+1, role)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "  %-12s %s\n", k+":", v)
+		}
+	}
+	row("Subject", i.Subject)
+	row("SPIFFE ID", i.SPIFFEID)
+	row("DNS names", strings.Join(i.DNSNames, ", "))
+	if len(i.URIs) > 1 || (len(i.URIs) == 1 && i.SPIFFEID == "") {
+		row("URIs", strings.Join(i.URIs, ", "))
+	}
+	row("IPs", strings.Join(i.IPAddresses, ", "))
+	row("Serial", i.Serial)
+	row("Issuer", i.Issuer)
+	row("Key type", i.KeyType)
+	row("Key usage", strings.Join(i.KeyUsage, ", "))
+	row("Ext usage", strings.Join(i.ExtKeyUsage, ", "))
+	row("Valid", i.NotBefore.Format(time.RFC3339)+" to "+i.NotAfter.Format(time.RFC3339))
+	left := time.Duration(i.SecondsLeft) * time.Second
+	if i.Expired {
+		row("Time left", "EXPIRED "+formatDuration(left)+" ago")
+	} else {
+		row("Time left", formatDuration(left))
+	}
+	row("SHA-256", i.SHA256)
+}
+
+func keyUsages(ku x509.KeyUsage) []string {
+	names := []string{"digitalSignature", "contentCommitment", "keyEncipherment", "dataEncipherment",
+		"keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly"}
+	var out []string
+	for i, n := range names {
+		if ku&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func extKeyUsages(ekus []x509.ExtKeyUsage) []string {
+	var out []string
+	for _, u := range ekus {
+		switch u {
+		case x509.ExtKeyUsageServerAuth:
+			out = append(out, "serverAuth")
+		case x509.ExtKeyUsageClientAuth:
+			out = append(out, "clientAuth")
+		case x509.ExtKeyUsageAny:
+			out = append(out, "any")
+		default:
+			out = append(out, fmt.Sprintf("eku(%d)", u))
+		}
+	}
+	return out
+}

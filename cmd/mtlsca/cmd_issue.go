@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/idwire/idwire/internal/ca"
+)
+
+func runIssue(e *env, c *command, args []string) int {
+	fs := c.flags()
+	var (
+		dir, out string
+		dns      []string
+		ttl      = ca.DefaultLeafTTL
+		kt       ca.KeyType
+	)
+	fs.StringVar(&dir, "dir", "", "CA directory (required)")
+	fs.StringVar(&out, "out", "", "folder for tls.crt, tls.key and ca.crt (default DIR/NAME)")
+	fs.Var(listFlag{&dns}, "dns", "extra DNS SAN; repeat or separate with commas")
+	fs.Var(durationFlag{&ttl}, "ttl", "certificate lifetime, at least 5m (default 24h)")
+	fs.Var(keyTypeFlag{&kt}, "key-type", "key type of the new key (default: the CA's)")
+	pos, code, ok := e.parse(c, fs, args, 1, 1)
+	if !ok {
+		return code
+	}
+	if code, ok := e.required(c, map[string]*string{"dir": &dir}); !ok {
+		return code
+	}
+	name := pos[0]
+	if err := ca.ValidateIdentityName(name); err != nil {
+		return e.usageError(c, "NAME: %v", err)
+	}
+	for _, d := range dns {
+		if err := ca.ValidateDNSName(d); err != nil {
+			return e.usageError(c, "--dns: %v", err)
+		}
+	}
+	if ttl < ca.MinLeafTTL {
+		return e.usageError(c, "--ttl: %s is below the minimum of %s", ttl, ca.MinLeafTTL)
+	}
+	s, err := loadCA(dir)
+	if err != nil {
+		return e.fail(c, err)
+	}
+	if out == "" {
+		out = s.Path(name)
+	}
+	leaf, err := s.Issue(ca.IssueRequest{Name: name, DNSNames: dns, TTL: ttl, KeyType: kt, Now: e.now()})
+	if err != nil {
+		return e.fail(c, err)
+	}
+	if err := ca.WriteLeaf(out, leaf, s.Bundle); err != nil {
+		return e.fail(c, err)
+	}
+	fmt.Fprintf(e.stdout, "issued %s (%s), serial %s, expires %s\n", name, leaf.Cert.URIs[0],
+		ca.FormatSerial(leaf.Cert.SerialNumber), leaf.Cert.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(e.stdout, "wrote %s, %s, %s\n", filepath.Join(out, ca.CertFile), filepath.Join(out, ca.KeyFile), filepath.Join(out, ca.BundleFile))
+	return exitOK
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/idwire/idwire/internal/ca"
+)
+
+type renewFlags struct {
+	dir, out string
+	ttl      time.Duration
+	kt       ca.KeyType
+	force    bool
+	fraction float64
+	watch    bool
+	jitter   float64
+	interval time.Duration
+}
+
+func runRenew(e *env, c *command, args []string) int {
+	fs := c.flags()
+	f := renewFlags{fraction: ca.DefaultRenewFraction, jitter: 0.05, interval: 10 * time.Minute}
+	fs.StringVar(&f.dir, "dir", "", "CA directory (required)")
+	fs.StringVar(&f.out, "out", "", "identity folder (default DIR/NAME; only with one NAME)")
+	fs.Var(durationFlag{&f.ttl}, "ttl", "lifetime of the new certificate (default: the old one's)")
+	fs.Var(keyTypeFlag{&f.kt}, "key-type", "key type of the new key (default: the old one's)")
+	fs.BoolVar(&f.force, "force", false, "renew even when not due")
+	fs.Float64Var(&f.fraction, "fraction", f.fraction, "renew after this fraction of the lifetime")
+	fs.BoolVar(&f.watch, "watch", false, "keep running and renew each certificate when due, like 'step ca renew --daemon'")
+	fs.Float64Var(&f.jitter, "jitter", f.jitter, "--watch: renew up to this fraction of the lifetime early, at random, so that replicas do not renew in step")
+	fs.Var(durationFlag{&f.interval}, "interval", "--watch: check at least this often (picks up revocations and bundle changes)")
+	names, code, ok := e.parse(c, fs, args, 1, -1)
+	if !ok {
+		return code
+	}
+	if code, ok := e.required(c, map[string]*string{"dir": &f.dir}); !ok {
+		return code
+	}
+	for _, n := range names {
+		if err := ca.ValidateIdentityName(n); err != nil {
+			return e.usageError(c, "NAME: %v", err)
+		}
+	}
+	switch {
+	case f.out != "" && len(names) > 1:
+		return e.usageError(c, "--out takes one NAME, got %d", len(names))
+	case f.ttl != 0 && f.ttl < ca.MinLeafTTL:
+		return e.usageError(c, "--ttl: %s is below the minimum of %s", f.ttl, ca.MinLeafTTL)
+	case f.fraction <= 0 || f.fraction > 1:
+		return e.usageError(c, "--fraction: %v is not in (0, 1]", f.fraction)
+	case f.jitter < 0 || f.jitter >= f.fraction:
+		return e.usageError(c, "--jitter: %v is not in [0, --fraction)", f.jitter)
+	case f.interval < time.Second:
+		return e.usageError(c, "--interval: %s is below 1s", f.interval)
+	}
+	if f.watch {
+		return e.watch(c, f, names)
+	}
+	s, err := loadCA(f.dir)
+	if err != nil {
+		return e.fail(c, err)
+	}
+	failed := false
+	for _, n := range names {
+		r, err := s.Renew(ca.RenewOptions{Name: n, Dir: f.out, TTL: f.ttl, KeyType: f.kt, Fraction: f.fraction, Force: f.force, Now: e.now()})
+		if err != nil {
+			fmt.Fprintf(e.stderr, "mtlsca renew: %s: %v\n", n, err)
+			failed = true
+			continue
+		}
+		fmt.Fprintln(e.stdout, r)
+	}
+	if failed {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// watch renews each certificate when it is due (its renewal time less a
+// random jitter, drawn once per certificate), checking at least every
+// --interval, until the context is cancelled. Failures are logged and
+// retried: a renewal daemon that exits leaves certificates to expire.
+func (e *env) watch(c *command, f renewFlags, names []string) int {
+	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("cmd", "mtlsca renew")
+	renewAt := map[string]time.Time{} // by serial
+	jittered := func(cert *x509.Certificate) time.Time {
+		serial := ca.FormatSerial(cert.SerialNumber)
+		if at, ok := renewAt[serial]; ok {
+			return at
+		}
+		life := cert.NotAfter.Sub(cert.NotBefore)
+		at := ca.RenewalTime(cert, f.fraction).Add(-time.Duration(rand.Float64() * f.jitter * float64(life)))
+		renewAt[serial] = at
+		return at
+	}
+	for {
+		next := e.now().Add(f.interval)
+		s, err := loadCA(f.dir)
+		if err != nil {
+			log.Error("cannot load the CA; will retry", "dir", f.dir, "err", err, "retry_in", f.interval)
+		}
+		current := map[string]bool{}
+		for _, n := range names {
+			if s == nil {
+				break
+			}
+			var at time.Time
+			if cert := currentCert(s, n, f.out); cert != nil {
+				at = jittered(cert)
+			}
+			r, err := s.Renew(ca.RenewOptions{Name: n, Dir: f.out, TTL: f.ttl, KeyType: f.kt, Fraction: f.fraction, RenewAt: at, Now: e.now()})
+			if err != nil {
+				log.Error("renewal failed; will retry", "name", n, "err", err, "retry_in", f.interval)
+				continue
+			}
+			if r.Action != ca.Unchanged || r.BundleUpdated {
+				log.Info("renewed", "name", n, "action", r.Action, "reason", r.Reason, "bundle_updated", r.BundleUpdated,
+					"serial", r.Serial, "not_after", r.NotAfter)
+			}
+			if cert := currentCert(s, n, f.out); cert != nil {
+				current[ca.FormatSerial(cert.SerialNumber)] = true
+				if due := jittered(cert); due.Before(next) {
+					next = due
+				}
+			}
+		}
+		for serial := range renewAt {
+			if !current[serial] {
+				delete(renewAt, serial)
+			}
+		}
+		t := time.NewTimer(max(next.Sub(e.now()), time.Second))
+		select {
+		case <-e.ctx.Done():
+			t.Stop()
+			log.Info("stopped")
+			return exitOK
+		case <-t.C:
+		}
+	}
+}
+
+// currentCert reads the identity's certificate, or nil.
+func currentCert(s *ca.Store, name, out string) *x509.Certificate {
+	dir := out
+	if dir == "" {
+		dir = s.Path(name)
+	}
+	certs, err := readCertFile(filepath.Join(dir, ca.CertFile))
+	if err != nil {
+		return nil
+	}
+	return certs[0]
+}
