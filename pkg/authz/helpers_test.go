@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
 	"github.com/idwire/idwire/internal/ca"
@@ -271,6 +272,12 @@ func (guarded) Watch(_ *authztestv1.Ping, s grpc.ServerStreamingServer[authztest
 // returns its address.
 func serve(t testing.TB, a *authz.Authorizer, kind credsKind, compile bool) string {
 	t.Helper()
+	return serveWith(t, a, kind, compile, nil)
+}
+
+// serveWith is serve with more services, registered by register.
+func serveWith(t testing.TB, a *authz.Authorizer, kind credsKind, compile bool, register func(*grpc.Server)) string {
+	t.Helper()
 	p := testPKI(t)
 	srv := grpc.NewServer(
 		grpc.Creds(p.serverCreds(kind)),
@@ -278,6 +285,9 @@ func serve(t testing.TB, a *authz.Authorizer, kind credsKind, compile bool) stri
 		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
 	)
 	authztestv1.RegisterGuardedServiceServer(srv, guarded{})
+	if register != nil {
+		register(srv)
+	}
 	if compile {
 		if err := a.Compile(srv); err != nil {
 			t.Fatal(err)
@@ -358,4 +368,22 @@ func lines(rs []slog.Record) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// peerCtx is the context of a call from the named client as idwire's
+// credentials present it: the identity of a real certificate from the test
+// CA, as the handshake would have parsed it. The handshake itself is what
+// TestAuthorizeOverRealHandshakes covers.
+func peerCtx(t testing.TB, client string) context.Context {
+	t.Helper()
+	ai := identity.AuthInfo{}
+	if client != "" {
+		c := testPKI(t).client(t, client)
+		id, err := identity.FromCertificate(c.Leaf)
+		if err == nil {
+			ai.Identity = id
+		}
+		ai.State.VerifiedChains = [][]*x509.Certificate{{c.Leaf}}
+	}
+	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: ai})
 }

@@ -101,7 +101,7 @@ func ParsePrincipal(s string) (Principal, error) {
 	case strings.HasPrefix(name, spiffeScheme):
 		if !prefix {
 			if err := identity.ValidateSPIFFEID(name); err != nil {
-				return Principal{}, fmt.Errorf("principal %q: %w", s, err)
+				return Principal{}, fmt.Errorf("principal %w", err) // err quotes s
 			}
 			return Principal{Kind: SPIFFEID, Name: name}, nil
 		}
@@ -111,8 +111,8 @@ func ParsePrincipal(s string) (Principal, error) {
 		}
 		// Any name the prefix can match starts with the prefix, so the
 		// prefix plus one path character must itself be a valid ID.
-		if err := identity.ValidateSPIFFEID(name + "x"); err != nil {
-			return Principal{}, fmt.Errorf("principal %q: %w", s, err)
+		if identity.ValidateSPIFFEID(name+"x") != nil {
+			return Principal{}, fmt.Errorf("principal %q: %q does not start a valid SPIFFE ID (lower-case trust domain; path segments of letters, digits, '.', '-', '_')", s, name)
 		}
 		return Principal{Kind: SPIFFEID, Name: name, Prefix: true}, nil
 	case strings.HasPrefix(name, dnsPrefix):

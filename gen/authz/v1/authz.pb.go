@@ -45,12 +45,18 @@ const (
 //
 //   - "order": a bare name matches the certificate's subject common name;
 //   - "spiffe://example.org/order": matches the certificate's one URI SAN;
-//   - "dns:order.internal": matches one of the certificate's DNS SANs.
+//   - "dns:order.internal": matches one of the certificate's DNS SANs
+//     (written in lower case; compared without case).
 //
-// A trailing "*" matches by prefix: "spiffe://example.org/*", "dns:*.internal"
-// is not allowed (only a trailing star is).
+// A trailing "*" matches by prefix: "team-*", "spiffe://example.org/team/*",
+// "dns:api-*". A star anywhere else ("dns:*.internal") is an error, and so is
+// a prefix that matches a whole kind ("*", "dns:*") or that stops inside the
+// trust domain ("spiffe://example*"). Bad principals fail server start-up.
 //
-// Deny is evaluated before allow, and a call matched by nothing is refused.
+// A caller is refused if it matches deny; otherwise admitted if
+// allow_unauthenticated or allow_authenticated is set, or it matches allow;
+// refused otherwise. A certificate with several common names or several URI
+// SANs has no identity at all: it is treated as no certificate.
 type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Principals that may call.
@@ -59,12 +65,14 @@ type Rule struct {
 	// would let them.
 	Deny []string `protobuf:"bytes,2,rep,name=deny" json:"deny,omitempty"`
 	// Any caller with a verified certificate may call.
-	AllowAuthenticated *bool `protobuf:"varint,3,opt,name=allow_authenticated,json=allowAuthenticated" json:"allow_authenticated,omitempty"`
-	// Callers without a certificate may call. Only reachable when the server
-	// runs in PERMISSIVE mode; meant for truly public methods.
-	AllowUnauthenticated *bool `protobuf:"varint,4,opt,name=allow_unauthenticated,json=allowUnauthenticated" json:"allow_unauthenticated,omitempty"`
+	AllowAuthenticated bool `protobuf:"varint,3,opt,name=allow_authenticated,json=allowAuthenticated" json:"allow_authenticated,omitempty"`
+	// Callers without a certificate may call, and so may every authenticated
+	// caller deny does not refuse. Only reachable without a certificate when
+	// the server runs in PERMISSIVE mode; meant for truly public methods.
+	AllowUnauthenticated bool `protobuf:"varint,4,opt,name=allow_unauthenticated,json=allowUnauthenticated" json:"allow_unauthenticated,omitempty"`
 	// Decide and log, but let the call through: for rolling out a new rule.
-	Audit           *bool `protobuf:"varint,5,opt,name=audit" json:"audit,omitempty"`
+	// A would-be refusal is logged and counted as "would_deny".
+	Audit           bool `protobuf:"varint,5,opt,name=audit" json:"audit,omitempty"`
 	extensionFields protoimpl.ExtensionFields
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -115,22 +123,22 @@ func (x *Rule) GetDeny() []string {
 }
 
 func (x *Rule) GetAllowAuthenticated() bool {
-	if x != nil && x.AllowAuthenticated != nil {
-		return *x.AllowAuthenticated
+	if x != nil {
+		return x.AllowAuthenticated
 	}
 	return false
 }
 
 func (x *Rule) GetAllowUnauthenticated() bool {
-	if x != nil && x.AllowUnauthenticated != nil {
-		return *x.AllowUnauthenticated
+	if x != nil {
+		return x.AllowUnauthenticated
 	}
 	return false
 }
 
 func (x *Rule) GetAudit() bool {
-	if x != nil && x.Audit != nil {
-		return *x.Audit
+	if x != nil {
+		return x.Audit
 	}
 	return false
 }
@@ -174,13 +182,13 @@ var File_authz_v1_authz_proto protoreflect.FileDescriptor
 
 const file_authz_v1_authz_proto_rawDesc = "" +
 	"\n" +
-	"\x14authz/v1/authz.proto\x12\bauthz.v1\x1a google/protobuf/descriptor.proto\"\xb7\x01\n" +
+	"\x14authz/v1/authz.proto\x12\bauthz.v1\x1a google/protobuf/descriptor.proto\"\xcc\x01\n" +
 	"\x04Rule\x12\x14\n" +
 	"\x05allow\x18\x01 \x03(\tR\x05allow\x12\x12\n" +
-	"\x04deny\x18\x02 \x03(\tR\x04deny\x12/\n" +
-	"\x13allow_authenticated\x18\x03 \x01(\bR\x12allowAuthenticated\x123\n" +
-	"\x15allow_unauthenticated\x18\x04 \x01(\bR\x14allowUnauthenticated\x12\x14\n" +
-	"\x05audit\x18\x05 \x01(\bR\x05audit*\t\b\xe8\a\x10\x80\x80\x80\x80\x02:H\n" +
+	"\x04deny\x18\x02 \x03(\tR\x04deny\x126\n" +
+	"\x13allow_authenticated\x18\x03 \x01(\bB\x05\xaa\x01\x02\b\x02R\x12allowAuthenticated\x12:\n" +
+	"\x15allow_unauthenticated\x18\x04 \x01(\bB\x05\xaa\x01\x02\b\x02R\x14allowUnauthenticated\x12\x1b\n" +
+	"\x05audit\x18\x05 \x01(\bB\x05\xaa\x01\x02\b\x02R\x05audit*\t\b\xe8\a\x10\x80\x80\x80\x80\x02:H\n" +
 	"\x06method\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\v2\x0e.authz.v1.RuleR\x06method:K\n" +
 	"\aservice\x12\x1f.google.protobuf.ServiceOptions\x18\xba\x8e\x03 \x01(\v2\x0e.authz.v1.RuleR\aserviceB\x8a\x01\n" +
 	"\fcom.authz.v1B\n" +

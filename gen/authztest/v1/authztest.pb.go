@@ -181,7 +181,13 @@ const file_authztest_v1_authztest_proto_rawDesc = "" +
 	"\x05admin2w\n" +
 	"\x10UnguardedService\x12/\n" +
 	"\x05First\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong\x122\n" +
-	"\x06Second\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong0\x01:8\n" +
+	"\x06Second\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong0\x012\x86\x02\n" +
+	"\rBrokenService\x12T\n" +
+	"\tBadSPIFFE\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong\"\x1f\xca\xf3\x18\x1b\n" +
+	"\x19spiffe://Authz.Test/order\x12G\n" +
+	"\aBadStar\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong\"\x14\xca\xf3\x18\x10\x12\x0edns:*.internal\x12V\n" +
+	"\aBadKind\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong\"#\xca\xf3\x18\x1f\n" +
+	"\x1duri:spiffe://authz.test/order:8\n" +
 	"\x0frequired_header\x12\x0e.authz.v1.Rule\x18\xe8\a \x01(\tR\x0erequiredHeaderB\xaa\x01\n" +
 	"\x10com.authztest.v1B\x0eAuthztestProtoP\x01Z5github.com/idwire/idwire/gen/authztest/v1;authztestv1\xa2\x02\x03AXX\xaa\x02\fAuthztest.V1\xca\x02\fAuthztest\\V1\xe2\x02\x18Authztest\\V1\\GPBMetadata\xea\x02\rAuthztest::V1b\beditionsp\xe8\a"
 
@@ -217,20 +223,26 @@ var file_authztest_v1_authztest_proto_depIdxs = []int32{
 	0,  // 10: authztest.v1.GuardedService.Watch:input_type -> authztest.v1.Ping
 	0,  // 11: authztest.v1.UnguardedService.First:input_type -> authztest.v1.Ping
 	0,  // 12: authztest.v1.UnguardedService.Second:input_type -> authztest.v1.Ping
-	1,  // 13: authztest.v1.GuardedService.Default:output_type -> authztest.v1.Pong
-	1,  // 14: authztest.v1.GuardedService.ByName:output_type -> authztest.v1.Pong
-	1,  // 15: authztest.v1.GuardedService.BySPIFFE:output_type -> authztest.v1.Pong
-	1,  // 16: authztest.v1.GuardedService.ByDNS:output_type -> authztest.v1.Pong
-	1,  // 17: authztest.v1.GuardedService.ByPrefix:output_type -> authztest.v1.Pong
-	1,  // 18: authztest.v1.GuardedService.DenyFirst:output_type -> authztest.v1.Pong
-	1,  // 19: authztest.v1.GuardedService.Public:output_type -> authztest.v1.Pong
-	1,  // 20: authztest.v1.GuardedService.Audited:output_type -> authztest.v1.Pong
-	1,  // 21: authztest.v1.GuardedService.WithHeader:output_type -> authztest.v1.Pong
-	1,  // 22: authztest.v1.GuardedService.Watch:output_type -> authztest.v1.Pong
-	1,  // 23: authztest.v1.UnguardedService.First:output_type -> authztest.v1.Pong
-	1,  // 24: authztest.v1.UnguardedService.Second:output_type -> authztest.v1.Pong
-	13, // [13:25] is the sub-list for method output_type
-	1,  // [1:13] is the sub-list for method input_type
+	0,  // 13: authztest.v1.BrokenService.BadSPIFFE:input_type -> authztest.v1.Ping
+	0,  // 14: authztest.v1.BrokenService.BadStar:input_type -> authztest.v1.Ping
+	0,  // 15: authztest.v1.BrokenService.BadKind:input_type -> authztest.v1.Ping
+	1,  // 16: authztest.v1.GuardedService.Default:output_type -> authztest.v1.Pong
+	1,  // 17: authztest.v1.GuardedService.ByName:output_type -> authztest.v1.Pong
+	1,  // 18: authztest.v1.GuardedService.BySPIFFE:output_type -> authztest.v1.Pong
+	1,  // 19: authztest.v1.GuardedService.ByDNS:output_type -> authztest.v1.Pong
+	1,  // 20: authztest.v1.GuardedService.ByPrefix:output_type -> authztest.v1.Pong
+	1,  // 21: authztest.v1.GuardedService.DenyFirst:output_type -> authztest.v1.Pong
+	1,  // 22: authztest.v1.GuardedService.Public:output_type -> authztest.v1.Pong
+	1,  // 23: authztest.v1.GuardedService.Audited:output_type -> authztest.v1.Pong
+	1,  // 24: authztest.v1.GuardedService.WithHeader:output_type -> authztest.v1.Pong
+	1,  // 25: authztest.v1.GuardedService.Watch:output_type -> authztest.v1.Pong
+	1,  // 26: authztest.v1.UnguardedService.First:output_type -> authztest.v1.Pong
+	1,  // 27: authztest.v1.UnguardedService.Second:output_type -> authztest.v1.Pong
+	1,  // 28: authztest.v1.BrokenService.BadSPIFFE:output_type -> authztest.v1.Pong
+	1,  // 29: authztest.v1.BrokenService.BadStar:output_type -> authztest.v1.Pong
+	1,  // 30: authztest.v1.BrokenService.BadKind:output_type -> authztest.v1.Pong
+	16, // [16:31] is the sub-list for method output_type
+	1,  // [1:16] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	0,  // [0:1] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -249,7 +261,7 @@ func file_authztest_v1_authztest_proto_init() {
 			NumEnums:      0,
 			NumMessages:   2,
 			NumExtensions: 1,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_authztest_v1_authztest_proto_goTypes,
 		DependencyIndexes: file_authztest_v1_authztest_proto_depIdxs,

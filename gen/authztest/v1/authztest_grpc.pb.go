@@ -648,3 +648,187 @@ var UnguardedService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "authztest/v1/authztest.proto",
 }
+
+const (
+	BrokenService_BadSPIFFE_FullMethodName = "/authztest.v1.BrokenService/BadSPIFFE"
+	BrokenService_BadStar_FullMethodName   = "/authztest.v1.BrokenService/BadStar"
+	BrokenService_BadKind_FullMethodName   = "/authztest.v1.BrokenService/BadKind"
+)
+
+// BrokenServiceClient is the client API for BrokenService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// BrokenService has rules that must not compile, each naming the string at
+// fault.
+type BrokenServiceClient interface {
+	BadSPIFFE(ctx context.Context, in *Ping, opts ...grpc.CallOption) (*Pong, error)
+	BadStar(ctx context.Context, in *Ping, opts ...grpc.CallOption) (*Pong, error)
+	BadKind(ctx context.Context, in *Ping, opts ...grpc.CallOption) (*Pong, error)
+}
+
+type brokenServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewBrokenServiceClient(cc grpc.ClientConnInterface) BrokenServiceClient {
+	return &brokenServiceClient{cc}
+}
+
+func (c *brokenServiceClient) BadSPIFFE(ctx context.Context, in *Ping, opts ...grpc.CallOption) (*Pong, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Pong)
+	err := c.cc.Invoke(ctx, BrokenService_BadSPIFFE_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokenServiceClient) BadStar(ctx context.Context, in *Ping, opts ...grpc.CallOption) (*Pong, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Pong)
+	err := c.cc.Invoke(ctx, BrokenService_BadStar_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokenServiceClient) BadKind(ctx context.Context, in *Ping, opts ...grpc.CallOption) (*Pong, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Pong)
+	err := c.cc.Invoke(ctx, BrokenService_BadKind_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// BrokenServiceServer is the server API for BrokenService service.
+// All implementations must embed UnimplementedBrokenServiceServer
+// for forward compatibility.
+//
+// BrokenService has rules that must not compile, each naming the string at
+// fault.
+type BrokenServiceServer interface {
+	BadSPIFFE(context.Context, *Ping) (*Pong, error)
+	BadStar(context.Context, *Ping) (*Pong, error)
+	BadKind(context.Context, *Ping) (*Pong, error)
+	mustEmbedUnimplementedBrokenServiceServer()
+}
+
+// UnimplementedBrokenServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedBrokenServiceServer struct{}
+
+func (UnimplementedBrokenServiceServer) BadSPIFFE(context.Context, *Ping) (*Pong, error) {
+	return nil, status.Error(codes.Unimplemented, "method BadSPIFFE not implemented")
+}
+func (UnimplementedBrokenServiceServer) BadStar(context.Context, *Ping) (*Pong, error) {
+	return nil, status.Error(codes.Unimplemented, "method BadStar not implemented")
+}
+func (UnimplementedBrokenServiceServer) BadKind(context.Context, *Ping) (*Pong, error) {
+	return nil, status.Error(codes.Unimplemented, "method BadKind not implemented")
+}
+func (UnimplementedBrokenServiceServer) mustEmbedUnimplementedBrokenServiceServer() {}
+func (UnimplementedBrokenServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeBrokenServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to BrokenServiceServer will
+// result in compilation errors.
+type UnsafeBrokenServiceServer interface {
+	mustEmbedUnimplementedBrokenServiceServer()
+}
+
+func RegisterBrokenServiceServer(s grpc.ServiceRegistrar, srv BrokenServiceServer) {
+	// If the following call panics, it indicates UnimplementedBrokenServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&BrokenService_ServiceDesc, srv)
+}
+
+func _BrokenService_BadSPIFFE_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Ping)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokenServiceServer).BadSPIFFE(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokenService_BadSPIFFE_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokenServiceServer).BadSPIFFE(ctx, req.(*Ping))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokenService_BadStar_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Ping)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokenServiceServer).BadStar(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokenService_BadStar_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokenServiceServer).BadStar(ctx, req.(*Ping))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BrokenService_BadKind_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Ping)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokenServiceServer).BadKind(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BrokenService_BadKind_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokenServiceServer).BadKind(ctx, req.(*Ping))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// BrokenService_ServiceDesc is the grpc.ServiceDesc for BrokenService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var BrokenService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "authztest.v1.BrokenService",
+	HandlerType: (*BrokenServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "BadSPIFFE",
+			Handler:    _BrokenService_BadSPIFFE_Handler,
+		},
+		{
+			MethodName: "BadStar",
+			Handler:    _BrokenService_BadStar_Handler,
+		},
+		{
+			MethodName: "BadKind",
+			Handler:    _BrokenService_BadKind_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "authztest/v1/authztest.proto",
+}
