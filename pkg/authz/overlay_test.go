@@ -1,0 +1,291 @@
+package authz_test
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/pkg/authz"
+)
+
+type decisionCase struct {
+	method, client string
+	want           codes.Code
+	source         string // logged source of the refusal or would-deny; "" when none is logged
+}
+
+// checkDecisions authorizes each case in-process and checks its code and
+// the source its log line names.
+func checkDecisions(t *testing.T, a *authz.Authorizer, logs *logRecorder, cases []decisionCase) {
+	t.Helper()
+	logs.take()
+	for _, c := range cases {
+		err := a.Authorize(peerCtx(t, c.client), svc+c.method)
+		if got := status.Code(err); got != c.want {
+			t.Errorf("%s as %s: %v, want %v", c.method, c.client, err, c.want)
+		}
+		recs := logs.take()
+		switch {
+		case c.source == "" && len(recs) != 0:
+			t.Errorf("%s as %s: unexpected log:\n%s", c.method, c.client, lines(recs))
+		case c.source != "" && len(recs) != 1:
+			t.Errorf("%s as %s: want one log line, got:\n%s", c.method, c.client, lines(recs))
+		case c.source != "" && attrs(recs[0])["source"] != c.source:
+			t.Errorf("%s as %s: logged source %q, want %q", c.method, c.client, attrs(recs[0])["source"], c.source)
+		}
+	}
+}
+
+func writePolicy(t *testing.T, path, content string) {
+	t.Helper()
+	if err := ca.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOverlayPrecedence(t *testing.T) {
+	cases := []struct {
+		name, policy string
+		checks       []decisionCase
+	}{
+		{
+			name:   "adds a principal to a method",
+			policy: `rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment]}}`,
+			checks: []decisionCase{
+				{"ByName", "payment", codes.OK, ""},
+				{"ByName", "order", codes.OK, ""},
+				{"ByName", "admin", codes.PermissionDenied, "proto:method+overlay"},
+				{"BySPIFFE", "payment", codes.PermissionDenied, "proto:method"},
+			},
+		},
+		{
+			name:   "revokes a principal the proto allows",
+			policy: `rules: {"/authztest.v1.GuardedService/ByName": {revoke: [order]}}`,
+			checks: []decisionCase{
+				{"ByName", "order", codes.PermissionDenied, "proto:method+overlay"},
+				{"BySPIFFE", "order", codes.OK, ""},
+			},
+		},
+		{
+			name: "a service entry reaches methods with a rule of their own",
+			policy: `rules:
+  authztest.v1.GuardedService:
+    deny: ["spiffe://authz.test/order"]
+`,
+			checks: []decisionCase{
+				{"ByName", "order", codes.PermissionDenied, "overlay"},
+				{"DenyFirst", "order", codes.PermissionDenied, "overlay"},
+				{"Public", "order", codes.PermissionDenied, "overlay"},
+				{"Public", "", codes.OK, ""},
+				{"Default", "admin", codes.OK, ""},
+				{"DenyFirst", "payment", codes.PermissionDenied, "proto:method"},
+			},
+		},
+		{
+			name:   "an overlay allow cannot lift a proto deny",
+			policy: `rules: {"/authztest.v1.GuardedService/DenyFirst": {allow: [payment]}}`,
+			checks: []decisionCase{
+				{"DenyFirst", "payment", codes.PermissionDenied, "proto:method"},
+			},
+		},
+		{
+			name:   "an overlay deny beats allow_authenticated",
+			policy: `rules: {"/authztest.v1.GuardedService/DenyFirst": {deny: ["dns:order.internal"]}}`,
+			checks: []decisionCase{
+				{"DenyFirst", "order", codes.PermissionDenied, "overlay"},
+				{"DenyFirst", "admin", codes.OK, ""},
+			},
+		},
+		{
+			name: "the method entry comes after the service entry",
+			policy: `rules:
+  authztest.v1.GuardedService: {allow: [payment], audit: true}
+  /authztest.v1.GuardedService/ByName: {revoke: [payment], audit: false}
+`,
+			checks: []decisionCase{
+				{"ByName", "payment", codes.PermissionDenied, "proto:method+overlay"},
+				{"BySPIFFE", "payment", codes.OK, ""},
+				// audit: true from the service entry lets this through...
+				{"BySPIFFE", "admin", codes.OK, "proto:method+overlay"},
+				// ...and the method entry's audit: false enforces again.
+				{"ByName", "admin", codes.PermissionDenied, "proto:method+overlay"},
+			},
+		},
+		{
+			name:   "audit mode turned off",
+			policy: `rules: {"/authztest.v1.GuardedService/Audited": {audit: false}}`,
+			checks: []decisionCase{
+				{"Audited", "order", codes.PermissionDenied, "proto:method+overlay"},
+				{"Audited", "admin", codes.OK, ""},
+			},
+		},
+		{
+			name:   "JSON works too",
+			policy: `{"rules": {"/authztest.v1.GuardedService/Default": {"allow": ["spiffe://authz.test/*"]}}}`,
+			checks: []decisionCase{
+				{"Default", "payment", codes.OK, ""},
+				{"Default", "", codes.Unauthenticated, "proto:service+overlay"},
+			},
+		},
+		{
+			name:   "an empty overlay changes nothing",
+			policy: "rules: {}\n",
+			checks: []decisionCase{
+				{"ByName", "order", codes.OK, ""},
+				{"ByName", "payment", codes.PermissionDenied, "proto:method"},
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			writePolicy(t, path, tc.policy)
+			logs := newLogRecorder()
+			a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+			defer a.Close()
+			if err := a.Compile(newServer()); err != nil {
+				t.Fatal(err)
+			}
+			checkDecisions(t, a, logs, tc.checks)
+		})
+	}
+}
+
+func TestOverlayRejects(t *testing.T) {
+	cases := []struct{ name, policy, want string }{
+		{"empty", "", "is empty"},
+		{"truncated to blanks", "\n  \n", "is empty"},
+		{"no rules", "{}", `has no "rules"`},
+		{"not YAML", "rules: [", "policy file"},
+		{"unknown field", `rules: {"/authztest.v1.GuardedService/ByName": {alow: [payment]}}`, `unknown field "alow"`},
+		{"unknown top-level field", "rules: {}\nrule: {}\n", `unknown field "rule"`},
+		{"unknown service", `rules: {"authztest.v1.GuardedServce": {allow: [payment]}}`, `rules["authztest.v1.GuardedServce"]: no registered service or method`},
+		{"unknown method", `rules: {"/authztest.v1.GuardedService/Nope": {allow: [payment]}}`, `rules["/authztest.v1.GuardedService/Nope"]: no registered service or method`},
+		{"malformed method key", `rules: {"/authztest.v1.GuardedService": {allow: [payment]}}`, `a method key must look like`},
+		{"malformed service key", `rules: {"authztest v1": {allow: [payment]}}`, `a service key must be`},
+		{"bad principal", `rules: {"/authztest.v1.GuardedService/ByName": {deny: ["dns:*.internal"]}}`, `rules["/authztest.v1.GuardedService/ByName"].deny: principal "dns:*.internal"`},
+		{"allowed and revoked", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment], revoke: [payment]}}`, `"payment" is both allowed and revoked`},
+		{"revokes nothing", `rules: {"/authztest.v1.GuardedService/ByName": {revoke: [ordre]}}`, `revoke "ordre": no rule in scope allows it`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			writePolicy(t, path, tc.policy)
+			logs := newLogRecorder()
+
+			// At start, a bad file fails Compile, naming the file.
+			a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+			err := a.Compile(newServer())
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+				t.Errorf("Compile: %v\nwant an error naming %s and saying %q", err, path, tc.want)
+			}
+			a.Close()
+
+			// Later, a bad file is logged and the last good policy stays.
+			writePolicy(t, path, `rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment]}}`)
+			a = authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+			defer a.Close()
+			if err := a.Compile(newServer()); err != nil {
+				t.Fatal(err)
+			}
+			writePolicy(t, path, tc.policy)
+			logs.take()
+			if err := a.Reload(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Reload: %v, want an error saying %q", err, tc.want)
+			}
+			if !hasMessage(logs.take(), "previous policy stays") {
+				t.Error("a rejected file was not logged")
+			}
+			checkDecisions(t, a, logs, []decisionCase{{"ByName", "payment", codes.OK, ""}})
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "policy.yaml")
+		a := authz.New(authz.Options{Logger: slog.New(newLogRecorder()), PolicyFile: path})
+		defer a.Close()
+		if err := a.Compile(newServer()); err == nil || !strings.Contains(err.Error(), path) {
+			t.Errorf("Compile: %v, want an error naming %s", err, path)
+		}
+	})
+}
+
+func hasMessage(recs []slog.Record, substr string) bool {
+	for _, r := range recs {
+		if strings.Contains(r.Message, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOverlayHotReload changes the policy file under a serving server and
+// waits for the watcher to swap it in, then breaks the file and checks the
+// last good policy stays.
+func TestOverlayHotReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, path, `rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment]}}`)
+	logs := newLogRecorder()
+	a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+	defer a.Close()
+	addr := serve(t, a, idwireAuthInfo, true)
+	order, payment := dial(t, addr, "order"), dial(t, addr, "payment")
+	byName := callCase{method: "ByName"}
+	if _, err := call(t, payment, byName); err != nil {
+		t.Fatalf("payment under the first policy: %v", err)
+	}
+
+	// Replaced by rename, as a config map or an operator's editor does.
+	writePolicy(t, path, `rules: {"/authztest.v1.GuardedService/ByName": {revoke: [order]}}`)
+	waitFor(t, "the new policy to refuse payment", func() bool {
+		_, err := call(t, payment, byName)
+		return status.Code(err) == codes.PermissionDenied
+	})
+	if _, err := call(t, order, byName); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("order under the new policy: %v, want PermissionDenied", err)
+	}
+
+	// Truncated in place, then half written: each rejected, the last good
+	// policy stays.
+	for _, bad := range []string{"", "rules:\n  /authztest.v1.GuardedService/ByName: {allow: [pay"} {
+		logs.take()
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the bad file to be rejected", func() bool {
+			return hasMessage(logs.take(), "previous policy stays")
+		})
+		if _, err := call(t, order, byName); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("order after a bad file: %v, want PermissionDenied (the last good policy)", err)
+		}
+		if _, err := call(t, payment, byName); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("payment after a bad file: %v, want PermissionDenied (the last good policy)", err)
+		}
+	}
+
+	// Fixed: loaded again.
+	writePolicy(t, path, "rules: {}\n")
+	waitFor(t, "the fixed file to admit order", func() bool {
+		_, err := call(t, order, byName)
+		return err == nil
+	})
+}
+
+// waitFor polls cond until it holds; the watcher reacts within about a
+// second, so ten is a generous bound, not a timing assertion.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
