@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -107,12 +108,9 @@ func verifyChecks(certs, roots []*x509.Certificate, crl *x509.RevocationList, ek
 	}
 	add("validity", fmt.Sprintf("until %s (%s left)", leaf.NotAfter.UTC().Format(time.RFC3339), formatDuration(leaf.NotAfter.Sub(now))), verr)
 
-	// chain: signatures and constraints, judged at a time inside the leaf's
-	// validity so that an expired leaf fails validity alone.
-	at := now
-	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
-		at = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
-	}
+	// chain: signatures and constraints. When a certificate is outside its
+	// validity, x509 stops there; the signatures are then checked on their
+	// own so that validity is reported once, as its own failure.
 	rootPool, inter := x509.NewCertPool(), x509.NewCertPool()
 	for _, r := range roots {
 		rootPool.AddCert(r)
@@ -120,17 +118,26 @@ func verifyChecks(certs, roots []*x509.Certificate, crl *x509.RevocationList, ek
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: rootPool, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	var chain []*x509.Certificate
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: rootPool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	var invalid x509.CertificateInvalidError
+	note := ""
+	if err == nil {
+		chain = chains[0]
+	} else if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+		chain, err = signaturePath(leaf, certs[1:], roots)
+		note = " (signatures only: see validity)"
+	}
 	var issuer *x509.Certificate
 	if err == nil {
 		var names []string
-		for _, c := range chains[0] {
+		for _, c := range chain {
 			names = append(names, c.Subject.CommonName)
 		}
-		if len(chains[0]) > 1 {
-			issuer = chains[0][1]
+		if len(chain) > 1 {
+			issuer = chain[1]
 		}
-		add("chain", strings.Join(names, " <- "), nil)
+		add("chain", strings.Join(names, " <- ")+note, nil)
 	} else {
 		add("chain", "", fmt.Errorf("does not chain to a root of the bundle: %v", err))
 	}
@@ -195,4 +202,30 @@ func checkRevocation(leaf, issuer *x509.Certificate, crl *x509.RevocationList, n
 		}
 	}
 	return name, fmt.Sprintf("not in the CRL (number %v, next update %s)", crl.Number, crl.NextUpdate.UTC().Format(time.RFC3339)), nil
+}
+
+// signaturePath finds a chain of signatures from leaf to one of roots through
+// intermediates, ignoring validity periods.
+func signaturePath(leaf *x509.Certificate, intermediates, roots []*x509.Certificate) ([]*x509.Certificate, error) {
+	path := []*x509.Certificate{leaf}
+	cur := leaf
+	for range 8 {
+		for _, r := range roots {
+			if cur.CheckSignatureFrom(r) == nil {
+				return append(path, r), nil
+			}
+		}
+		var next *x509.Certificate
+		for _, c := range intermediates {
+			if !c.Equal(cur) && cur.CheckSignatureFrom(c) == nil {
+				next = c
+				break
+			}
+		}
+		if next == nil {
+			return nil, fmt.Errorf("no issuer of %q in the file or the bundle", cur.Subject.CommonName)
+		}
+		path, cur = append(path, next), next
+	}
+	return nil, errors.New("chain too long")
 }
