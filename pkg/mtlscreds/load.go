@@ -1,0 +1,272 @@
+package mtlscreds
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/idwire/idwire/internal/ca"
+)
+
+// fileSet is the raw content of the files, kept to tell a change from a
+// watch event that changed nothing.
+type fileSet struct{ cert, key, ca, crl []byte }
+
+func (f *fileSet) equal(g *fileSet) bool {
+	return bytes.Equal(f.cert, g.cert) && bytes.Equal(f.key, g.key) &&
+		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl)
+}
+
+// snapshot is one validated set of credentials. It is never modified after
+// load, so handshakes read it without locks through state.cur.
+type snapshot struct {
+	files  fileSet
+	cert   tls.Certificate
+	leaf   *x509.Certificate
+	roots  []*x509.Certificate
+	pool   *x509.CertPool
+	crls   map[string][]*crl // by the issuer's raw subject
+	crlSet []*crl
+	// config is built once per load: the server hands it to every
+	// handshake as it is; the client clones it per connection to set the
+	// server name.
+	config *tls.Config
+}
+
+// crl is a parsed revocation list and the serials it revokes.
+type crl struct {
+	list    *x509.RevocationList
+	revoked map[string]struct{} // serial number bytes
+	// signer is the issuer certificate whose signature on list checked
+	// out, so that a handshake compares bytes instead of verifying a
+	// signature.
+	signer atomic.Pointer[x509.Certificate]
+}
+
+func (s *snapshot) logAttrs() []any {
+	return []any{
+		"subject", s.leaf.Subject.String(),
+		"serial", fmt.Sprintf("%x", s.leaf.SerialNumber),
+		"not_after", s.leaf.NotAfter.UTC(),
+		"roots", len(s.roots),
+		"crls", len(s.crlSet),
+	}
+}
+
+// The only TLS 1.2 suites offered: forward secret AEADs, which is also what
+// HTTP/2 (RFC 7540 appendix A) allows. TLS 1.3 suites are not configurable.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// load parses and validates a file set. Every error names the file at fault.
+func (st *state) load(f fileSet) (*snapshot, error) {
+	o := &st.opts
+	now := st.now()
+	chain, err := ca.ParseCerts(f.cert)
+	if err != nil {
+		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
+	}
+	leaf := chain[0]
+	key, err := ca.ParseKey(f.key)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", o.KeyFile, err)
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return nil, fmt.Errorf("key file %s does not match the certificate %s in %s", o.KeyFile, describe(leaf), o.CertFile)
+	}
+	if len(bytes.TrimSpace(f.ca)) == 0 {
+		return nil, fmt.Errorf("CA file %s is empty", o.CAFile)
+	}
+	roots, err := ca.ParseCerts(f.ca)
+	if err != nil {
+		return nil, fmt.Errorf("CA file %s: %w", o.CAFile, err)
+	}
+	pool := x509.NewCertPool()
+	for i, r := range roots {
+		if !r.IsCA {
+			return nil, fmt.Errorf("CA file %s: certificate %d, %s, is not a CA", o.CAFile, i+1, describe(r))
+		}
+		pool.AddCert(r)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{st.ownEKU},
+	}); err != nil {
+		return nil, fmt.Errorf("certificate file %s: %s %s: %w", o.CertFile, describe(leaf), validity(leaf, now), verifyError(err, o.CAFile))
+	}
+	if err := checkLeaf(leaf, st.ownEKU); err != nil {
+		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
+	}
+	s := &snapshot{
+		files:  f,
+		cert:   tls.Certificate{PrivateKey: key, Leaf: leaf},
+		leaf:   leaf,
+		roots:  roots,
+		pool:   pool,
+		crlSet: nil,
+	}
+	for _, c := range chain {
+		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
+	}
+	if o.CRLFile != "" {
+		if err := s.loadCRLs(f.crl, o.CRLFile, append(append([]*x509.Certificate(nil), roots...), chain[1:]...), now); err != nil {
+			return nil, err
+		}
+	}
+	s.config = st.buildConfig(s)
+	return s, nil
+}
+
+func (st *state) buildConfig(s *snapshot) *tls.Config {
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{s.cert},
+		MinVersion:   st.opts.MinVersion,
+		CipherSuites: tls12Suites,
+		NextProtos:   []string{"h2"},
+	}
+	if st.opts.now != nil {
+		cfg.Time = st.now
+	}
+	if st.server {
+		cfg.ClientCAs = s.pool
+		// Go's own check is "if given" in both modes so that a missing
+		// certificate reaches VerifyConnection, which refuses it in Strict
+		// mode with a reason we can log and count.
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		// Resumption would skip the certificate checks against the bundle
+		// of the day; gRPC connections are long-lived, so full handshakes
+		// cost little.
+		cfg.SessionTicketsDisabled = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkClient(s, cs) }
+	} else {
+		cfg.RootCAs = s.pool
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.VerifiedChains) == 0 {
+				return reject(reasonNoCertificate, nil, errors.New("the server's certificate did not verify"))
+			}
+			return st.checkChains(s, cs.VerifiedChains)
+		}
+	}
+	return cfg
+}
+
+// loadCRLs parses every CRL of the file and checks those whose issuer is
+// known now (a root or an intermediate of our own chain): a bad signature or
+// a CRL past its next update rejects the file. CRLs of other issuers are
+// verified at the first handshake that needs them.
+func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate, now time.Time) error {
+	lists, err := parseCRLs(data)
+	if err != nil {
+		return fmt.Errorf("CRL file %s: %w", file, err)
+	}
+	s.crls = make(map[string][]*crl)
+	for i, l := range lists {
+		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
+			return fmt.Errorf("CRL file %s: CRL %d from %q expired at %s (next update), now is %s",
+				file, i+1, l.Issuer, l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		c := &crl{list: l, revoked: make(map[string]struct{}, len(l.RevokedCertificateEntries))}
+		for _, e := range l.RevokedCertificateEntries {
+			c.revoked[string(e.SerialNumber.Bytes())] = struct{}{}
+		}
+		// A known certificate with the CRL's issuer name and key
+		// identifier must have signed it: a CRL that claims to be from
+		// our own CA but is not is a bad file, not one to skip. Other
+		// CRLs (a CA of the same name after a rotation, an issuer only
+		// peers know) are verified at the handshake that needs them.
+		var claimed *x509.Certificate
+		for _, k := range known {
+			if !bytes.Equal(k.RawSubject, l.RawIssuer) || !sameKeyID(k, l) {
+				continue
+			}
+			claimed = k
+			if l.CheckSignatureFrom(k) == nil {
+				c.signer.Store(k)
+				break
+			}
+		}
+		if claimed != nil && c.signer.Load() == nil {
+			return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, i+1, describe(claimed))
+		}
+		s.crls[string(l.RawIssuer)] = append(s.crls[string(l.RawIssuer)], c)
+		s.crlSet = append(s.crlSet, c)
+	}
+	return nil
+}
+
+// sameKeyID tells whether a CRL's authority key identifier names issuer's
+// key; without identifiers on both sides, only the name can match.
+func sameKeyID(issuer *x509.Certificate, l *x509.RevocationList) bool {
+	if len(issuer.SubjectKeyId) == 0 || len(l.AuthorityKeyId) == 0 {
+		return true
+	}
+	return bytes.Equal(issuer.SubjectKeyId, l.AuthorityKeyId)
+}
+
+func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("empty")
+	}
+	var lists []*x509.RevocationList
+	rest := data
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "X509 CRL" {
+			continue
+		}
+		l, err := x509.ParseRevocationList(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		lists = append(lists, l)
+	}
+	if lists != nil {
+		return lists, nil
+	}
+	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN")) {
+		return nil, errors.New("no PEM X509 CRL block found")
+	}
+	l, err := x509.ParseRevocationList(data)
+	if err != nil {
+		return nil, fmt.Errorf("neither PEM nor DER: %w", err)
+	}
+	return []*x509.RevocationList{l}, nil
+}
+
+// verifyError adds what an x509 error means for a set being loaded.
+func verifyError(err error, caFile string) error {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return fmt.Errorf("does not chain to a root in CA file %s: %w", caFile, err)
+	}
+	return err
+}
+
+func describe(c *x509.Certificate) string {
+	return fmt.Sprintf("%q (serial %x)", c.Subject.String(), c.SerialNumber)
+}
+
+func validity(c *x509.Certificate, now time.Time) string {
+	return fmt.Sprintf("valid %s to %s, now %s", c.NotBefore.UTC().Format(time.RFC3339),
+		c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+}
