@@ -371,3 +371,10 @@ func mustWrite(t testing.TB, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func withLogger(o Options) Options {
+	o.Logger = discard()
+	return o
+}

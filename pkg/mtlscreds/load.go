@@ -74,6 +74,14 @@ var tls12Suites = []uint16{
 func (st *state) load(f fileSet) (*snapshot, error) {
 	o := &st.opts
 	now := st.now()
+	for _, c := range []struct {
+		name, path string
+		data       []byte
+	}{{"certificate file", o.CertFile, f.cert}, {"key file", o.KeyFile, f.key}, {"CA file", o.CAFile, f.ca}, {"CRL file", o.CRLFile, f.crl}} {
+		if err := complete(c.data); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", c.name, c.path, err)
+		}
+	}
 	chain, err := ca.ParseCerts(f.cert)
 	if err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
@@ -251,6 +259,26 @@ func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		return nil, fmt.Errorf("neither PEM nor DER: %w", err)
 	}
 	return []*x509.RevocationList{l}, nil
+}
+
+// complete refuses PEM data with the start of a block left after its last
+// complete block, which is how a file caught half-written looks: the PEM
+// decoder silently stops at a truncated block. Other trailing text
+// (comments some tools add) is allowed.
+func complete(data []byte) error {
+	rest := data
+	blocks := 0
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		blocks++
+	}
+	if blocks > 0 && bytes.Contains(rest, []byte("-----")) {
+		return fmt.Errorf("%d bytes after the last complete PEM block: the file is truncated or half-written", len(rest))
+	}
+	return nil
 }
 
 // verifyError adds what an x509 error means for a set being loaded.
