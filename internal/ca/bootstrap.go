@@ -154,23 +154,44 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapReport, error) {
 		}
 		seen[n] = true
 	}
-	now := nowOr(opts.Now)
+	// Fail on what can be known without writing: no CA and no trust domain
+	// to make one with, or a CA of another trust domain. (Other errors are
+	// left to the check under the lock: another bootstrap may be halfway
+	// through creating the CA.)
+	s, err := Load(opts.Dir)
+	switch {
+	case errors.Is(err, ErrNoCA) && opts.TrustDomain == "":
+		return nil, fmt.Errorf("%s has no CA yet: a trust domain is needed to create one", opts.Dir)
+	case err == nil && opts.TrustDomain != "" && opts.TrustDomain != s.Config.TrustDomain:
+		return nil, fmt.Errorf("the CA in %s is for trust domain %q, not %q", opts.Dir, s.Config.TrustDomain, opts.TrustDomain)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CA directory: %w", err)
+	}
+	// Then do it all under the lock, so that two bootstraps racing (two init
+	// containers) neither make two CAs nor pair one's key with the other's
+	// certificate.
 	report := &BootstrapReport{Dir: opts.Dir}
+	err = withLock(opts.Dir, func() error {
+		return bootstrapLocked(opts, report)
+	})
+	return report, err
+}
+
+func bootstrapLocked(opts BootstrapOptions, report *BootstrapReport) error {
+	now := nowOr(opts.Now)
 	s, err := Load(opts.Dir)
 	switch {
 	case errors.Is(err, ErrNoCA):
-		if opts.TrustDomain == "" {
-			return nil, fmt.Errorf("%s has no CA yet: a trust domain is needed to create one", opts.Dir)
-		}
-		s, err = Init(opts.Dir, Options{TrustDomain: opts.TrustDomain, KeyType: opts.KeyType, Now: now})
+		s, err = initLocked(opts.Dir, Options{TrustDomain: opts.TrustDomain, KeyType: opts.KeyType, Now: now})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		report.CreatedCA = true
 	case err != nil:
-		return nil, err
+		return err
 	case opts.TrustDomain != "" && opts.TrustDomain != s.Config.TrustDomain:
-		return nil, fmt.Errorf("the CA in %s is for trust domain %q, not %q", opts.Dir, s.Config.TrustDomain, opts.TrustDomain)
+		return fmt.Errorf("the CA in %s is for trust domain %q, not %q", opts.Dir, s.Config.TrustDomain, opts.TrustDomain)
 	}
 	ttl := opts.TTL
 	if ttl == 0 {
@@ -179,11 +200,11 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapReport, error) {
 	for _, name := range opts.Names {
 		r, err := s.ensure(name, s.Path(name), ensureOptions{Now: now, TTL: ttl, KeyType: opts.KeyType, IssueMissing: true})
 		if err != nil {
-			return report, fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		report.Identities = append(report.Identities, r)
 	}
-	return report, nil
+	return nil
 }
 
 // RenewOptions configure Store.Renew. The zero value of every field but Name
@@ -226,10 +247,15 @@ func (s *Store) Renew(opts RenewOptions) (IdentityReport, error) {
 	if dir == "" {
 		dir = s.Path(opts.Name)
 	}
-	return s.ensure(opts.Name, dir, ensureOptions{
-		Now: nowOr(opts.Now), TTL: opts.TTL, KeyType: opts.KeyType,
-		Fraction: opts.Fraction, RenewAt: opts.RenewAt, Force: opts.Force,
+	var r IdentityReport
+	err := s.locked(func() (err error) {
+		r, err = s.ensure(opts.Name, dir, ensureOptions{
+			Now: nowOr(opts.Now), TTL: opts.TTL, KeyType: opts.KeyType,
+			Fraction: opts.Fraction, RenewAt: opts.RenewAt, Force: opts.Force,
+		})
+		return err
 	})
+	return r, err
 }
 
 func validateTTL(ttl time.Duration) error {
@@ -250,7 +276,7 @@ type ensureOptions struct {
 }
 
 // ensure (re)issues the identity in dir when needed and refreshes its
-// ca.crt.
+// ca.crt. The caller holds the lock.
 func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error) {
 	r := IdentityReport{Name: name, Dir: dir, Action: Unchanged}
 	reason, old, err := s.check(name, dir, o)
@@ -285,7 +311,7 @@ func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error
 				}
 			}
 		}
-		leaf, err := s.Issue(req)
+		leaf, err := s.issue(req)
 		if err != nil {
 			return r, err
 		}

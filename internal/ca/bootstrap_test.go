@@ -225,3 +225,42 @@ func TestRenew(t *testing.T) {
 		t.Error("Renew created a folder for a missing identity")
 	}
 }
+
+// Two bootstraps racing on a fresh directory (two init containers) make one
+// CA, and every identity folder ends with a key that matches its certificate.
+func TestBootstrapConcurrent(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "idwire")
+	opts := BootstrapOptions{Dir: dir, TrustDomain: "td", Names: []string{"a", "b", "c"}}
+	const n = 4
+	reports := make(chan *BootstrapReport, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			r, err := Bootstrap(opts)
+			reports <- r
+			errs <- err
+		}()
+	}
+	created := 0
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		if r := <-reports; r != nil && r.CreatedCA {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d bootstraps created a CA, want 1", created)
+	}
+	s, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range opts.Names {
+		r, err := s.Renew(RenewOptions{Name: name})
+		if err != nil || r.Action != Unchanged {
+			t.Errorf("%s after the race: %v, %v (%s)", name, err, r.Action, r.Reason)
+		}
+	}
+}

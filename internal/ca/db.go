@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -81,6 +82,16 @@ func Fingerprint(c *x509.Certificate) string {
 // issuance log. The name must be a valid identity name (ValidateIdentityName);
 // the key type defaults to the CA's.
 func (s *Store) Issue(req IssueRequest) (*Leaf, error) {
+	var leaf *Leaf
+	err := s.locked(func() (err error) {
+		leaf, err = s.issue(req)
+		return err
+	})
+	return leaf, err
+}
+
+// issue is Issue for a caller holding the lock.
+func (s *Store) issue(req IssueRequest) (*Leaf, error) {
 	if err := ValidateIdentityName(req.Name); err != nil {
 		return nil, err
 	}
@@ -98,11 +109,9 @@ func (s *Store) Issue(req IssueRequest) (*Leaf, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	err = s.locked(func() error {
-		var db issuedDB
-		if err := readJSON(s.Path(IssuedFile), &db, true); err != nil {
-			return err
-		}
+	var db issuedDB
+	err = readJSON(s.Path(IssuedFile), &db, true)
+	if err == nil {
 		kept := db.Issued[:0]
 		for _, e := range db.Issued {
 			if e.NotAfter.After(now) {
@@ -115,8 +124,8 @@ func (s *Store) Issue(req IssueRequest) (*Leaf, error) {
 			NotAfter: leaf.Cert.NotAfter.UTC(),
 			Root:     Fingerprint(s.Authority.Root),
 		})
-		return writeJSON(s.Path(IssuedFile), &db)
-	})
+		err = writeJSON(s.Path(IssuedFile), &db)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("record issued certificate: %w", err)
 	}
@@ -297,10 +306,15 @@ func ParseCRL(data []byte) (*x509.RevocationList, error) {
 // locked runs f holding an exclusive lock on the CA directory, so that two
 // mtlsca processes (a renew --watch and a revoke) never lose each other's
 // update of the JSON databases or the bundle.
-func (s *Store) locked(f func() error) error {
-	unlock, err := lockDir(s.Path(lockFile))
+// The lock is an flock, held per open file: never nest locked calls, or a
+// process waits for itself. Unexported helpers (issue, ensure, initLocked)
+// expect the caller to hold it.
+func (s *Store) locked(f func() error) error { return withLock(s.Dir, f) }
+
+func withLock(dir string, f func() error) error {
+	unlock, err := lockDir(filepath.Join(dir, lockFile))
 	if err != nil {
-		return fmt.Errorf("lock %s: %w", s.Dir, err)
+		return fmt.Errorf("lock %s: %w", dir, err)
 	}
 	defer unlock()
 	return f()

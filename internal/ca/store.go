@@ -124,6 +124,22 @@ func Init(dir string, opts Options) (*Store, error) {
 	if err := checkNoCA(dir); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CA directory: %w", err)
+	}
+	var s *Store
+	err := withLock(dir, func() (err error) {
+		s, err = initLocked(dir, opts)
+		return err
+	})
+	return s, err
+}
+
+// initLocked is Init for a caller holding the lock of dir, which exists.
+func initLocked(dir string, opts Options) (*Store, error) {
+	if err := checkNoCA(dir); err != nil { // another process may have won the race
+		return nil, err
+	}
 	a, err := New(opts)
 	if err != nil {
 		return nil, err
@@ -137,9 +153,6 @@ func Init(dir string, opts Options) (*Store, error) {
 		Config:    Config{Version: 1, TrustDomain: opts.TrustDomain, KeyType: opts.KeyType, Created: now.UTC().Truncate(time.Second)},
 		Authority: a,
 		Bundle:    []*x509.Certificate{a.Root},
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create CA directory: %w", err)
 	}
 	// Build everything in a staging folder inside dir (same file system),
 	// then move the pieces into place, the configuration last.
