@@ -1,0 +1,161 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is what every idwire service is started with. Each field has a
+// flag and an environment variable (the flag wins); RegisterFlags sets both
+// up. The zero value of an optional field means its default.
+type Config struct {
+	// Listen is the gRPC address, e.g. ":8443" (--listen, LISTEN_ADDR).
+	Listen string
+	// CertFile, KeyFile and CAFile are the service's certificate chain, its
+	// key and the trust bundle (--cert/TLS_CERT_FILE, --key/TLS_KEY_FILE,
+	// --ca/TLS_CA_FILE). Required.
+	CertFile, KeyFile, CAFile string
+	// CRLFile is an optional revocation list (--crl, TLS_CRL_FILE).
+	CRLFile string
+	// Mode is "strict" (default: every caller must present a certificate) or
+	// "permissive" (callers without one get in, and only methods marked
+	// allow_unauthenticated let them through) (--mode, MTLS_MODE).
+	Mode string
+	// PolicyFile is an optional authorization overlay, hot reloaded
+	// (--policy, AUTHZ_POLICY_FILE).
+	PolicyFile string
+	// MetricsListen serves Prometheus /metrics over plain HTTP; empty means
+	// no metrics endpoint (--metrics-listen, METRICS_LISTEN_ADDR).
+	MetricsListen string
+	// DrainTimeout bounds a graceful stop; then open calls are cut. Zero
+	// means 20s (--drain-timeout, DRAIN_TIMEOUT).
+	DrainTimeout time.Duration
+	// LogLevel is debug, info (default), warn or error (--log-level,
+	// LOG_LEVEL).
+	LogLevel string
+}
+
+// RegisterFlags defines the Config flags on fs, with defaults taken from
+// the environment when set there, else from the given listen address.
+func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
+	fs.StringVar(&c.Listen, "listen", Env("LISTEN_ADDR", defaultListen), "gRPC listen address (env LISTEN_ADDR)")
+	fs.StringVar(&c.CertFile, "cert", Env("TLS_CERT_FILE", ""), "this service's certificate chain, PEM (env TLS_CERT_FILE)")
+	fs.StringVar(&c.KeyFile, "key", Env("TLS_KEY_FILE", ""), "this service's private key, PEM (env TLS_KEY_FILE)")
+	fs.StringVar(&c.CAFile, "ca", Env("TLS_CA_FILE", ""), "trust bundle: the CA certificates callers must chain to (env TLS_CA_FILE)")
+	fs.StringVar(&c.CRLFile, "crl", Env("TLS_CRL_FILE", ""), "optional certificate revocation list (env TLS_CRL_FILE)")
+	fs.StringVar(&c.Mode, "mode", Env("MTLS_MODE", "strict"), "strict: every caller needs a certificate; permissive: callers without one may reach allow_unauthenticated methods (env MTLS_MODE)")
+	fs.StringVar(&c.PolicyFile, "policy", Env("AUTHZ_POLICY_FILE", ""), "optional authorization policy overlay, YAML or JSON, hot reloaded (env AUTHZ_POLICY_FILE)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", Env("METRICS_LISTEN_ADDR", ""), "Prometheus /metrics listen address; empty: none (env METRICS_LISTEN_ADDR)")
+	fs.Func("drain-timeout", "how long a graceful stop waits for open calls (env DRAIN_TIMEOUT, default 20s)", func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration like 20s, got %q", s)
+		}
+		c.DrainTimeout = d
+		return nil
+	})
+	fs.StringVar(&c.LogLevel, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+}
+
+// Env returns the environment variable name when it is set and not empty,
+// else def: the fallback of a flag's default.
+func Env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// validate checks the config before anything is started, naming the flag
+// (and its environment variable) of every problem found.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen (LISTEN_ADDR) is required"))
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
+	}
+	for _, f := range []struct {
+		flag, env, path string
+		required        bool
+	}{
+		{"--cert", "TLS_CERT_FILE", c.CertFile, true},
+		{"--key", "TLS_KEY_FILE", c.KeyFile, true},
+		{"--ca", "TLS_CA_FILE", c.CAFile, true},
+		{"--crl", "TLS_CRL_FILE", c.CRLFile, false},
+		{"--policy", "AUTHZ_POLICY_FILE", c.PolicyFile, false},
+	} {
+		if f.path == "" {
+			if f.required {
+				errs = append(errs, fmt.Errorf("%s (%s) is required", f.flag, f.env))
+			}
+			continue
+		}
+		if err := readable(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", f.flag, f.path, err))
+		}
+	}
+	if _, err := parseMode(c.Mode); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen %q: %v", c.MetricsListen, err))
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--drain-timeout %s: must be positive", c.DrainTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// readable opens and closes path, so that a missing file or a permission
+// problem is reported at start-up with the flag that named it.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return pe.Err
+		}
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return errors.New("is a directory, want a file")
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// NewLogger returns the JSON logger a service logs with, to stderr.
+func NewLogger(level string) (*slog.Logger, error) {
+	l, err := parseLevel(strings.TrimSpace(level))
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

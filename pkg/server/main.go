@@ -1,0 +1,186 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Main runs svc as a program: `NAME [flags]` serves, `NAME healthcheck
+// [flags]` asks the serving instance configured by the same flags and
+// environment whether it is healthy (exit 0) or not (exit 1), for container
+// health checks in images without a shell. Main does not return.
+func Main(svc Service) {
+	os.Exit(Run(context.Background(), os.Args[1:], svc, os.Stderr))
+}
+
+// Run is Main without the exit: it returns the exit code. Start-up errors
+// are written to stderr; serving stops on SIGTERM or SIGINT (graceful drain)
+// or when ctx is done, and SIGHUP reloads the certificates.
+func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int {
+	healthcheck := len(args) > 0 && args[0] == "healthcheck"
+	if healthcheck {
+		args = args[1:]
+	}
+	name := svc.Name
+	if healthcheck {
+		name += " healthcheck"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	cfg.RegisterFlags(fs, svc.DefaultListen)
+	if svc.Flags != nil {
+		svc.Flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [healthcheck] [flags]\n\nServes %s over mTLS; every flag also reads the environment variable named in its help.\n\n", svc.Name, svc.Name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		return 2
+	}
+	if env := os.Getenv("DRAIN_TIMEOUT"); env != "" && cfg.DrainTimeout == 0 {
+		if err := fs.Set("drain-timeout", env); err != nil {
+			fmt.Fprintf(stderr, "%s: DRAIN_TIMEOUT: %v\n", name, err)
+			return 2
+		}
+	}
+	if healthcheck {
+		if err := Healthcheck(ctx, cfg); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		return 0
+	}
+
+	logger, err := NewLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	s, err := New(cfg, svc, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: cannot start: %v\n", name, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	for {
+		select {
+		case <-hup:
+			_ = s.Reload() // logged; the last good credentials stay
+		case err := <-served:
+			s.Shutdown(context.Background())
+			if err != nil {
+				logger.Error("serving failed", "err", err)
+				return 1
+			}
+			return 0
+		case <-ctx.Done():
+			drain := cfg.DrainTimeout
+			if drain == 0 {
+				drain = DefaultDrainTimeout
+			}
+			dctx, cancel := context.WithTimeout(context.Background(), drain)
+			s.Shutdown(dctx)
+			cancel()
+			<-served
+			return 0
+		}
+	}
+}
+
+// Healthcheck calls the health service of the instance cfg describes, as
+// that instance: with its own certificate, expecting the server to present a
+// certificate with the same identity. A listen address without a host (":8443",
+// "0.0.0.0:8443") is called on loopback.
+func Healthcheck(ctx context.Context, cfg Config) error {
+	if cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
+		return errors.New("--cert, --key and --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE) are required")
+	}
+	self, err := certName(cfg.CertFile)
+	if err != nil {
+		return fmt.Errorf("--cert %s: %w", cfg.CertFile, err)
+	}
+	target, err := loopbackTarget(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	conn, err := Dial(target, ClientConfig{
+		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CAFile: cfg.CAFile,
+		ServerIdentity: self,
+		Logger:         slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return fmt.Errorf("health check of %s at %s: %w", self, target, err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("%s at %s is %s", self, target, resp.GetStatus())
+	}
+	return nil
+}
+
+func loopbackTarget(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// certName is the common name of the first certificate in path: the name
+// this instance was issued for, and so the identity its server presents.
+func certName(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("no PEM CERTIFICATE block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	if cert.Subject.CommonName == "" {
+		return "", errors.New("certificate has no common name")
+	}
+	return cert.Subject.CommonName, nil
+}

@@ -1,0 +1,378 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	orderv1 "github.com/idwire/idwire/gen/order/v1"
+	userv1 "github.com/idwire/idwire/gen/user/v1"
+	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/services/order/ordersvc"
+	"github.com/idwire/idwire/services/payment/paymentsvc"
+	"github.com/idwire/idwire/services/user/usersvc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pki bootstraps a CA in a temporary folder with the given identities.
+func pki(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ca")
+	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: "test.idwire", Names: names}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func config(dir, name string) server.Config {
+	return server.Config{
+		Listen:   "127.0.0.1:0",
+		CertFile: filepath.Join(dir, name, ca.CertFile),
+		KeyFile:  filepath.Join(dir, name, ca.KeyFile),
+		CAFile:   filepath.Join(dir, name, ca.BundleFile),
+	}
+}
+
+func clientConfig(dir, name, peer string) server.ClientConfig {
+	return server.ClientConfig{
+		CertFile:       filepath.Join(dir, name, ca.CertFile),
+		KeyFile:        filepath.Join(dir, name, ca.KeyFile),
+		CAFile:         filepath.Join(dir, name, ca.BundleFile),
+		ServerIdentity: peer,
+		Logger:         slog.New(slog.DiscardHandler),
+	}
+}
+
+// syncBuffer collects a server's JSON log lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// start runs svc until the test ends.
+func start(t *testing.T, cfg server.Config, svc server.Service, logs io.Writer) *server.Server {
+	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	s, err := server.New(cfg, svc, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		s.Shutdown(context.Background())
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConfigErrorsNameTheFlag(t *testing.T) {
+	dir := pki(t, "user")
+	good := config(dir, "user")
+	tests := []struct {
+		name   string
+		modify func(*server.Config)
+		want   []string
+	}{
+		{"no cert", func(c *server.Config) { c.CertFile = "" }, []string{"--cert (TLS_CERT_FILE) is required"}},
+		{"missing key", func(c *server.Config) { c.KeyFile = "/nonexistent/tls.key" }, []string{"--key /nonexistent/tls.key", "no such file"}},
+		{"ca is a folder", func(c *server.Config) { c.CAFile = dir }, []string{"--ca " + dir, "is a directory"}},
+		{"missing crl", func(c *server.Config) { c.CRLFile = "/nonexistent/ca.crl" }, []string{"--crl /nonexistent/ca.crl"}},
+		{"missing policy", func(c *server.Config) { c.PolicyFile = "/nonexistent/policy.yaml" }, []string{"--policy /nonexistent/policy.yaml"}},
+		{"bad mode", func(c *server.Config) { c.Mode = "lenient" }, []string{`--mode "lenient"`}},
+		{"bad listen", func(c *server.Config) { c.Listen = "8443" }, []string{`--listen "8443"`}},
+		{"bad metrics listen", func(c *server.Config) { c.MetricsListen = "nope" }, []string{`--metrics-listen "nope"`}},
+		{"bad log level", func(c *server.Config) { c.LogLevel = "loud" }, []string{`--log-level "loud"`}},
+		{"key of another identity", func(c *server.Config) { c.KeyFile = filepath.Join(dir, "ca.crt") }, []string{"loading credentials", "--key"}},
+		{"port taken", nil, []string{"--listen 127.0.0.1:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good
+			if tt.modify != nil {
+				tt.modify(&cfg)
+			} else {
+				// Take a port, then ask for it again.
+				s := start(t, good, usersvc.Service(), nil)
+				cfg.Listen = s.Addr().String()
+			}
+			_, err := server.New(cfg, usersvc.Service(), slog.New(slog.DiscardHandler))
+			if err == nil {
+				t.Fatal("New succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRunStartupErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"--bogus"}, nil, 2, "flag provided but not defined: -bogus"},
+		{"stray argument", []string{"serve"}, nil, 2, `unexpected argument "serve"`},
+		{"cert from the environment", nil, map[string]string{"TLS_CERT_FILE": "/nonexistent/tls.crt"}, 1, "--cert /nonexistent/tls.crt"},
+		{"bad drain timeout", nil, map[string]string{"DRAIN_TIMEOUT": "soon"}, 2, "DRAIN_TIMEOUT"},
+		{"healthcheck without a certificate", []string{"healthcheck"}, nil, 1, "--cert, --key and --ca"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var stderr bytes.Buffer
+			if code := server.Run(context.Background(), tt.args, usersvc.Service(), &stderr); code != tt.code {
+				t.Errorf("exit %d, want %d; stderr: %s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestHealthReflectionMetrics: any authenticated caller may check health and
+// list services; /metrics has the gRPC server metrics.
+func TestHealthReflectionMetrics(t *testing.T) {
+	dir := pki(t, "user", "frontend")
+	cfg := config(dir, "user")
+	cfg.MetricsListen = "127.0.0.1:0"
+	s := start(t, cfg, usersvc.Service(), nil)
+	ctx := context.Background()
+
+	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hr, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "user.v1.UserService"})
+	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health as frontend = %v, %v; want SERVING", hr, err)
+	}
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("reflection as frontend: %v", err)
+	}
+	stream.CloseSend()
+	var names []string
+	for _, svc := range rr.GetListServicesResponse().GetService() {
+		names = append(names, svc.GetName())
+	}
+	if !strings.Contains(strings.Join(names, ","), "user.v1.UserService") {
+		t.Errorf("reflection lists %v, want user.v1.UserService among them", names)
+	}
+	// frontend may not create users: the policy from the proto is in force.
+	_, err = userv1.NewUserServiceClient(conn).CreateUser(ctx, &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("CreateUser as frontend: %v, want PermissionDenied", err)
+	}
+
+	resp, err := http.Get("http://" + s.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"rpc_server_call_duration", `rpc_method="CreateUser"`, "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	dir := pki(t, "user")
+	cfg := config(dir, "user")
+	s := start(t, cfg, usersvc.Service(), nil)
+	args := func(listen string) []string {
+		return []string{"healthcheck", "--listen", listen, "--cert", cfg.CertFile, "--key", cfg.KeyFile, "--ca", cfg.CAFile}
+	}
+	var stderr bytes.Buffer
+	if code := server.Run(context.Background(), args(s.Addr().String()), usersvc.Service(), &stderr); code != 0 {
+		t.Fatalf("healthcheck of a serving instance: exit %d: %s", code, stderr.String())
+	}
+	// ":PORT" is checked on loopback, as in a container.
+	_, port, _ := strings.Cut(s.Addr().String(), ":")
+	if code := server.Run(context.Background(), args(":"+port), usersvc.Service(), &stderr); code != 0 {
+		t.Fatalf("healthcheck of :%s: exit %d: %s", port, code, stderr.String())
+	}
+	stderr.Reset()
+	if code := server.Run(context.Background(), args("127.0.0.1:1"), usersvc.Service(), &stderr); code != 1 {
+		t.Fatalf("healthcheck with nothing listening: exit %d, want 1", code)
+	}
+	if !strings.Contains(stderr.String(), "health check of user at 127.0.0.1:1") {
+		t.Errorf("stderr %q does not say what failed", stderr.String())
+	}
+}
+
+// TestTraceContextFlows: the order service's calls to user and payment
+// carry its trace, so one trace id shows in all three services' log lines
+// for one CreateOrder.
+func TestTraceContextFlows(t *testing.T) {
+	dir := pki(t, "user", "order", "payment", "frontend", "admin")
+	var userLogs, paymentLogs, orderLogs syncBuffer
+	u := start(t, config(dir, "user"), usersvc.Service(), &userLogs)
+	p := start(t, config(dir, "payment"), paymentsvc.Service(), &paymentLogs)
+	o := start(t, config(dir, "order"), ordersvc.Service(&ordersvc.Peers{UserAddr: u.Addr().String(), PaymentAddr: p.Addr().String()}), &orderLogs)
+	ctx := context.Background()
+
+	adminConn, err := server.Dial(u.Addr().String(), clientConfig(dir, "admin", "user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminConn.Close()
+	cu, err := userv1.NewUserServiceClient(adminConn).CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada@example.com", DisplayName: "Ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe, err := server.Dial(o.Addr().String(), clientConfig(dir, "frontend", "order"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fe.Close()
+	if _, err := orderv1.NewOrderServiceClient(fe).CreateOrder(ctx, &orderv1.CreateOrderRequest{
+		UserId: cu.GetUser().GetId(), Description: "Tea", AmountMinor: 350, CurrencyCode: "GBP",
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	traceOf := func(buf *syncBuffer, method, caller string) string {
+		for _, l := range buf.lines(t) {
+			if l["grpc.method"] == method && l["peer.identity"] != nil && strings.HasPrefix(l["peer.identity"].(string), caller) {
+				id, _ := l["trace_id"].(string)
+				return id
+			}
+		}
+		t.Fatalf("no log line for %s from %s", method, caller)
+		return ""
+	}
+	orderTrace := traceOf(&orderLogs, "CreateOrder", "frontend")
+	if orderTrace == "" {
+		t.Fatal("the CreateOrder log line has no trace_id")
+	}
+	if got := traceOf(&userLogs, "GetUser", "order"); got != orderTrace {
+		t.Errorf("user's GetUser trace %q, want order's %q", got, orderTrace)
+	}
+	if got := traceOf(&paymentLogs, "Charge", "order"); got != orderTrace {
+		t.Errorf("payment's Charge trace %q, want order's %q", got, orderTrace)
+	}
+}
+
+// TestReloadServesNewCertificate: after a rotation on disk and Reload, new
+// connections see the new certificate and the old connection still works.
+func TestReloadServesNewCertificate(t *testing.T) {
+	dir := pki(t, "user", "admin")
+	s := start(t, config(dir, "user"), usersvc.Service(), nil)
+	ctx := context.Background()
+	old, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	users := userv1.NewUserServiceClient(old)
+	if _, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"}); err != nil {
+		t.Fatal(err)
+	}
+
+	store, err := ca.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := store.Issue(ca.IssueRequest{Name: "user"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteLeaf(filepath.Join(dir, "user"), leaf, store.Bundle); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "b@example.com", DisplayName: "B"}); err != nil {
+		t.Errorf("call on the connection opened before the rotation: %v", err)
+	}
+	fresh, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if _, err := userv1.NewUserServiceClient(fresh).CreateUser(ctx, &userv1.CreateUserRequest{Email: "c@example.com", DisplayName: "C"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := servedSerial(t, fresh); got.Cmp(leaf.Cert.SerialNumber) != 0 {
+		t.Errorf("new connection sees serial %x, want the rotated %x", got, leaf.Cert.SerialNumber)
+	}
+
+	// A broken file is reported and the good credentials stay.
+	if err := os.WriteFile(filepath.Join(dir, "user", ca.CertFile), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); err == nil {
+		t.Error("Reload of a garbage certificate succeeded")
+	}
+	again, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if _, err := userv1.NewUserServiceClient(again).GetUser(ctx, &userv1.GetUserRequest{Id: "usr_x"}); status.Code(err) != codes.NotFound {
+		t.Errorf("call after a failed reload: %v, want NotFound from the handler", err)
+	}
+}
