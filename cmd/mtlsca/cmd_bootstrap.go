@@ -12,11 +12,11 @@ func runBootstrap(e *env, c *command, args []string) int {
 		opts  ca.BootstrapOptions
 		names []string
 	)
-	fs.StringVar(&opts.Dir, "dir", "", "CA directory; identities go to DIR/NAME/ (required)")
-	fs.StringVar(&opts.TrustDomain, "trust-domain", "", "SPIFFE trust domain (required to create the CA)")
-	fs.Var(listFlag{&names}, "services", "identities to issue: comma-separated or repeated")
-	fs.Var(keyTypeFlag{&opts.KeyType}, "key-type", "key type of a new CA and of the leaves (default: the CA's, ecdsa-p256 for a new CA)")
-	fs.Var(durationFlag{&opts.TTL}, "ttl", "lifetime of new certificates (default 24h)")
+	fs.StringVar(&opts.Dir, "dir", "", "CA `directory`; identities go to DIR/NAME/ (required)")
+	fs.StringVar(&opts.TrustDomain, "trust-domain", "", "SPIFFE `trust domain` (required to create the CA)")
+	fs.Var(listFlag{&names}, "services", "`names` to issue: comma-separated or repeated")
+	fs.Var(keyTypeFlag{&opts.KeyType}, "key-type", "`key type` of a new CA and of the leaves (default: the CA's, ecdsa-p256 for a new CA)")
+	fs.Var(durationFlag{&opts.TTL}, "ttl", "`lifetime` of new certificates (default 24h)")
 	pos, code, ok := e.parse(c, fs, args, 0, -1)
 	if !ok {
 		return code

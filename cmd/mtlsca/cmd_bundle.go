@@ -43,7 +43,7 @@ Rotate the trust bundle DIR/ca.crt without ever breaking a handshake:
 
 func bundleAdd(e *env, c *command, args []string) int {
 	fs := c.flags()
-	dir := fs.String("dir", "", "CA directory (required)")
+	dir := fs.String("dir", "", "CA `directory` (required)")
 	files, code, ok := e.parse(c, fs, args, 1, -1)
 	if !ok {
 		return code
@@ -80,7 +80,7 @@ func bundleAdd(e *env, c *command, args []string) int {
 
 func bundlePrune(e *env, c *command, args []string) int {
 	fs := c.flags()
-	dir := fs.String("dir", "", "CA directory (required)")
+	dir := fs.String("dir", "", "CA `directory` (required)")
 	dryRun := fs.Bool("dry-run", false, "only say what would be removed")
 	if _, code, ok := e.parse(c, fs, args, 0, 0); !ok {
 		return code
@@ -111,8 +111,8 @@ func bundlePrune(e *env, c *command, args []string) int {
 
 func bundleRoll(e *env, c *command, args []string) int {
 	fs := c.flags()
-	dir := fs.String("dir", "", "CA directory (required)")
-	from := fs.String("from", "", "CA directory made with 'mtlsca init' whose root is already in the bundle (required)")
+	dir := fs.String("dir", "", "CA `directory` (required)")
+	from := fs.String("from", "", "CA `directory` made with 'mtlsca init' whose root is already in the bundle (required)")
 	if _, code, ok := e.parse(c, fs, args, 0, 0); !ok {
 		return code
 	}
@@ -133,7 +133,7 @@ func bundleRoll(e *env, c *command, args []string) int {
 
 func bundleList(e *env, c *command, args []string) int {
 	fs := c.flags()
-	dir := fs.String("dir", "", "CA directory (required)")
+	dir := fs.String("dir", "", "CA `directory` (required)")
 	if _, code, ok := e.parse(c, fs, args, 0, 0); !ok {
 		return code
 	}

@@ -12,7 +12,7 @@ import (
 func runExpiry(e *env, c *command, args []string) int {
 	fs := c.flags()
 	var warn time.Duration
-	fs.Var(durationFlag{&warn}, "warn", "warn when a certificate expires within this window, e.g. 14d, 8h, 90m (default: a third of its lifetime)")
+	fs.Var(durationFlag{&warn}, "warn", "warn when a certificate expires within this `window`, e.g. 14d, 8h, 90m (default: a third of its lifetime)")
 	files, code, ok := e.parse(c, fs, args, 1, -1)
 	if !ok {
 		return code

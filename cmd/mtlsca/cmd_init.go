@@ -15,11 +15,11 @@ func runInit(e *env, c *command, args []string) int {
 		rootTTL      = ca.DefaultRootTTL
 		intermediate = ca.DefaultIntermediateTTL
 	)
-	fs.StringVar(&dir, "dir", "", "CA directory to create (required)")
-	fs.StringVar(&td, "trust-domain", "", "SPIFFE trust domain, e.g. example.org (required)")
-	fs.Var(keyTypeFlag{&kt}, "key-type", "CA key type: ecdsa-p256, ed25519, rsa2048 or rsa4096 (default ecdsa-p256)")
-	fs.Var(durationFlag{&rootTTL}, "root-ttl", "root lifetime (default 3650d)")
-	fs.Var(durationFlag{&intermediate}, "intermediate-ttl", "intermediate lifetime, cut at the root's expiry (default 1825d)")
+	fs.StringVar(&dir, "dir", "", "CA `directory` to create (required)")
+	fs.StringVar(&td, "trust-domain", "", "SPIFFE `trust domain`, e.g. example.org (required)")
+	fs.Var(keyTypeFlag{&kt}, "key-type", "CA `key type`: ecdsa-p256, ed25519, rsa2048 or rsa4096")
+	fs.Var(durationFlag{&rootTTL}, "root-ttl", "root `lifetime`")
+	fs.Var(durationFlag{&intermediate}, "intermediate-ttl", "intermediate `lifetime`, cut at the root's expiry")
 	if _, code, ok := e.parse(c, fs, args, 0, 0); !ok {
 		return code
 	}

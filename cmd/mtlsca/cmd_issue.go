@@ -16,11 +16,11 @@ func runIssue(e *env, c *command, args []string) int {
 		ttl      = ca.DefaultLeafTTL
 		kt       ca.KeyType
 	)
-	fs.StringVar(&dir, "dir", "", "CA directory (required)")
-	fs.StringVar(&out, "out", "", "folder for tls.crt, tls.key and ca.crt (default DIR/NAME)")
-	fs.Var(listFlag{&dns}, "dns", "extra DNS SAN; repeat or separate with commas")
-	fs.Var(durationFlag{&ttl}, "ttl", "certificate lifetime, at least 5m (default 24h)")
-	fs.Var(keyTypeFlag{&kt}, "key-type", "key type of the new key (default: the CA's)")
+	fs.StringVar(&dir, "dir", "", "CA `directory` (required)")
+	fs.StringVar(&out, "out", "", "`folder` for tls.crt, tls.key and ca.crt (default DIR/NAME)")
+	fs.Var(listFlag{&dns}, "dns", "extra DNS SAN `name`; repeat or separate with commas")
+	fs.Var(durationFlag{&ttl}, "ttl", "certificate `lifetime`, at least 5m")
+	fs.Var(keyTypeFlag{&kt}, "key-type", "`key type` of the new key (default: the CA's)")
 	pos, code, ok := e.parse(c, fs, args, 1, 1)
 	if !ok {
 		return code

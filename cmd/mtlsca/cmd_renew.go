@@ -25,15 +25,15 @@ type renewFlags struct {
 func runRenew(e *env, c *command, args []string) int {
 	fs := c.flags()
 	f := renewFlags{fraction: ca.DefaultRenewFraction, jitter: 0.05, interval: 10 * time.Minute}
-	fs.StringVar(&f.dir, "dir", "", "CA directory (required)")
-	fs.StringVar(&f.out, "out", "", "identity folder (default DIR/NAME; only with one NAME)")
-	fs.Var(durationFlag{&f.ttl}, "ttl", "lifetime of the new certificate (default: the old one's)")
-	fs.Var(keyTypeFlag{&f.kt}, "key-type", "key type of the new key (default: the old one's)")
+	fs.StringVar(&f.dir, "dir", "", "CA `directory` (required)")
+	fs.StringVar(&f.out, "out", "", "identity `folder` (default DIR/NAME; only with one NAME)")
+	fs.Var(durationFlag{&f.ttl}, "ttl", "`lifetime` of the new certificate (default: the old one's)")
+	fs.Var(keyTypeFlag{&f.kt}, "key-type", "`key type` of the new key (default: the old one's)")
 	fs.BoolVar(&f.force, "force", false, "renew even when not due")
 	fs.Float64Var(&f.fraction, "fraction", f.fraction, "renew after this fraction of the lifetime")
 	fs.BoolVar(&f.watch, "watch", false, "keep running and renew each certificate when due, like 'step ca renew --daemon'")
 	fs.Float64Var(&f.jitter, "jitter", f.jitter, "--watch: renew up to this fraction of the lifetime early, at random, so that replicas do not renew in step")
-	fs.Var(durationFlag{&f.interval}, "interval", "--watch: check at least this often (picks up revocations and bundle changes)")
+	fs.Var(durationFlag{&f.interval}, "interval", "--watch: check at least this `often` (picks up revocations and bundle changes)")
 	names, code, ok := e.parse(c, fs, args, 1, -1)
 	if !ok {
 		return code

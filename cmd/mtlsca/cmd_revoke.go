@@ -12,10 +12,10 @@ func runRevoke(e *env, c *command, args []string) int {
 		dir, serial, reason string
 		validity            = ca.DefaultCRLValidity
 	)
-	fs.StringVar(&dir, "dir", "", "CA directory (required)")
-	fs.StringVar(&serial, "serial", "", "serial number (hex, as inspect or openssl print it) instead of NAME")
-	fs.StringVar(&reason, "reason", "", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ... (default unspecified)")
-	fs.Var(durationFlag{&validity}, "next-update", "validity of the CRL written to DIR/crl.pem")
+	fs.StringVar(&dir, "dir", "", "CA `directory` (required)")
+	fs.StringVar(&serial, "serial", "", "`serial` number (hex, as inspect or openssl print it) instead of NAME")
+	fs.StringVar(&reason, "reason", "", "RFC 5280 `reason`: keyCompromise, superseded, cessationOfOperation, ... (default unspecified)")
+	fs.Var(durationFlag{&validity}, "next-update", "`validity` of the CRL written to DIR/crl.pem")
 	pos, code, ok := e.parse(c, fs, args, 0, 1)
 	if !ok {
 		return code
@@ -76,9 +76,9 @@ func runCRL(e *env, c *command, args []string) int {
 		dir, out string
 		validity = ca.DefaultCRLValidity
 	)
-	fs.StringVar(&dir, "dir", "", "CA directory (required)")
-	fs.StringVar(&out, "out", "", "where to write the PEM CRL, - for standard output (default DIR/crl.pem)")
-	fs.Var(durationFlag{&validity}, "next-update", "how long the CRL is valid (its nextUpdate)")
+	fs.StringVar(&dir, "dir", "", "CA `directory` (required)")
+	fs.StringVar(&out, "out", "", "`file` to write the PEM CRL to, - for standard output (default DIR/crl.pem)")
+	fs.Var(durationFlag{&validity}, "next-update", "how `long` the CRL is valid (its nextUpdate)")
 	if _, code, ok := e.parse(c, fs, args, 0, 0); !ok {
 		return code
 	}

@@ -23,11 +23,11 @@ type check struct {
 func runVerify(e *env, c *command, args []string) int {
 	fs := c.flags()
 	var bundlePath, crlPath, dns, spiffeID, usage string
-	fs.StringVar(&bundlePath, "ca", "", "trust bundle: PEM file of one or more roots (required)")
-	fs.StringVar(&crlPath, "crl", "", "PEM or DER CRL of the issuing CA: check revocation too")
-	fs.StringVar(&dns, "dns", "", "also require this DNS SAN")
-	fs.StringVar(&spiffeID, "spiffe-id", "", "also require this SPIFFE ID")
-	fs.StringVar(&usage, "usage", "both", "required extended key usage: both (an mTLS identity), server or client")
+	fs.StringVar(&bundlePath, "ca", "", "trust `bundle`: PEM file of one or more roots (required)")
+	fs.StringVar(&crlPath, "crl", "", "PEM or DER `CRL` of the issuing CA: check revocation too")
+	fs.StringVar(&dns, "dns", "", "also require this DNS SAN `name`")
+	fs.StringVar(&spiffeID, "spiffe-id", "", "also require this SPIFFE `ID`")
+	fs.StringVar(&usage, "usage", "both", "required extended key `usage`: both (an mTLS identity), server or client")
 	pos, code, ok := e.parse(c, fs, args, 1, 1)
 	if !ok {
 		return code

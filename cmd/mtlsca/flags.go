@@ -52,7 +52,21 @@ func (f durationFlag) String() string {
 	if f.d == nil || *f.d == 0 {
 		return ""
 	}
-	return formatDuration(*f.d)
+	return shortDuration(*f.d)
+}
+
+// shortDuration writes a duration as it would be typed: "3650d", "24h",
+// "1h30m".
+func shortDuration(d time.Duration) string {
+	if d%(24*time.Hour) == 0 && d >= 48*time.Hour {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func (f durationFlag) Set(s string) error {

@@ -107,6 +107,9 @@ func TestOpenSSLReadsTheCRL(t *testing.T) {
 		colons = append(colons, serial[i:i+2])
 	}
 	c.ok("revoke", "--serial", strings.Join(colons, ":"), "--reason", "keyCompromise", "--dir", dir)
+	if out := c.ok("crl", "--dir", dir, "--out", "-"); !strings.HasPrefix(out, "-----BEGIN X509 CRL-----") {
+		t.Errorf("crl --out -: %q", out)
+	}
 
 	crl := filepath.Join(dir, ca.CRLFile)
 	untrusted := filepath.Join(t.TempDir(), "intermediate.pem")
