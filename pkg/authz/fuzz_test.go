@@ -1,0 +1,114 @@
+package authz
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/idwire/idwire/pkg/identity"
+)
+
+var principalSeeds = []string{
+	"order", "team-*", "Order Service", "a:b", "*", "",
+	" order", "order ", "ord*er", "order\x00", "\xff",
+	"spiffe://example.org/order", "spiffe://example.org", "spiffe://example.org/",
+	"spiffe://example.org/*", "spiffe://example.org/team/*", "spiffe://example*",
+	"spiffe://*", "spiffe://Example.org/x", "spiffe://example.org/a//b",
+	"spiffe://example.org/../x", "spiffe://example.org:8080/x", "spiffe://u@example.org/x",
+	"spiffe://example.org/x?q", "spiffe://example.org/x#f", "SPIFFE://example.org/x",
+	"dns:order.internal", "dns:api-*", "dns:*", "dns:*.internal", "dns:Order.internal",
+	"dns:", "dns:a..b", "dns:-a", "dns:a-", "dns:team-c.*", "uri:x",
+}
+
+// FuzzParsePrincipal checks that what parses writes back the same, keeps
+// its kind, and matches only names of that kind.
+func FuzzParsePrincipal(f *testing.F) {
+	for _, s := range principalSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePrincipal(s)
+		if err != nil {
+			return
+		}
+		if p.String() != s {
+			t.Fatalf("ParsePrincipal(%q).String() = %q", s, p.String())
+		}
+		if p2, err := ParsePrincipal(p.String()); err != nil || p2 != p {
+			t.Fatalf("reparse of %q: %+v, %v; want %+v", s, p2, err, p)
+		}
+		if p.Name == "" || strings.Contains(p.Name, "*") {
+			t.Fatalf("%q: name %q is empty or holds '*'", s, p.Name)
+		}
+		switch p.Kind {
+		case SPIFFEID:
+			if !p.Prefix {
+				if err := identity.ValidateSPIFFEID(p.Name); err != nil {
+					t.Fatalf("%q parsed as a SPIFFE ID but: %v", s, err)
+				}
+			} else if td, _, ok := strings.Cut(strings.TrimPrefix(p.Name, "spiffe://"), "/"); !ok || td == "" {
+				t.Fatalf("%q: SPIFFE prefix stops inside the trust domain", s)
+			}
+		case DNSName:
+			if !strings.HasPrefix(s, "dns:") || strings.ToLower(p.Name) != p.Name {
+				t.Fatalf("%q parsed as DNS name %q", s, p.Name)
+			}
+		case CommonName:
+			if strings.Contains(p.Name, ":") {
+				t.Fatalf("%q parsed as a common name but holds ':'", s)
+			}
+		default:
+			t.Fatalf("%q: kind %v", s, p.Kind)
+		}
+		var m matcher
+		m.add(p, entry{principal: s})
+		for kind, id := range map[Kind]*identity.Identity{
+			CommonName: {CommonName: p.Name},
+			SPIFFEID:   {SPIFFEID: p.Name},
+			DNSName:    {DNSNames: []string{p.Name}},
+		} {
+			if _, ok := m.match(id); ok != (kind == p.Kind) {
+				t.Fatalf("principal %q (%v) matching a %v of the same text: %v", s, p.Kind, kind, ok)
+			}
+		}
+	})
+}
+
+// FuzzSPIFFEID checks identity.ValidateSPIFFEID against net/url and against
+// ParsePrincipal: a valid ID is a plain URL that prints back unchanged, with
+// no user, port, query or fragment, and parses as an exact SPIFFE principal.
+func FuzzSPIFFEID(f *testing.F) {
+	for _, s := range principalSeeds {
+		f.Add(s)
+	}
+	f.Add("spiffe://td/a/b/c")
+	f.Add("spiffe://td/%41")
+	f.Add("spiffe://td/a b")
+	f.Add("spiffe://td./x")
+	f.Fuzz(func(t *testing.T, s string) {
+		err := identity.ValidateSPIFFEID(s)
+		p, perr := ParsePrincipal(s)
+		if err != nil {
+			if perr == nil && p.Kind == SPIFFEID && !p.Prefix {
+				t.Fatalf("ParsePrincipal accepted %q as a SPIFFE ID that ValidateSPIFFEID rejects: %v", s, err)
+			}
+			return
+		}
+		u, uerr := url.Parse(s)
+		if uerr != nil {
+			t.Fatalf("valid ID %q does not parse as a URL: %v", s, uerr)
+		}
+		if u.Scheme != "spiffe" || u.Host == "" || u.User != nil || u.Port() != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+			t.Fatalf("valid ID %q parses as %#v", s, u)
+		}
+		if u.String() != s {
+			t.Fatalf("valid ID %q prints back as %q", s, u.String())
+		}
+		if u.Host != strings.ToLower(u.Host) {
+			t.Fatalf("valid ID %q has an upper-case trust domain", s)
+		}
+		if perr != nil || p.Kind != SPIFFEID || p.Prefix || p.Name != s {
+			t.Fatalf("ParsePrincipal(%q) = %+v, %v; want an exact SPIFFE ID", s, p, perr)
+		}
+	})
+}
