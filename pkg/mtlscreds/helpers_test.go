@@ -319,8 +319,12 @@ func dial(t testing.TB, addr string, creds credentials.TransportCredentials, aut
 
 // check makes one health RPC and returns the server's certificate as the
 // client saw it.
-func check(cc *grpc.ClientConn) (*x509.Certificate, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func check(cc *grpc.ClientConn) (*x509.Certificate, error) { return checkWithin(cc, 5*time.Second) }
+
+// checkWithin is check with a deadline for a loaded machine: a refused
+// handshake still fails at once (the call is not WaitForReady).
+func checkWithin(cc *grpc.ClientConn, d time.Duration) (*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var p peer.Peer
 	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
