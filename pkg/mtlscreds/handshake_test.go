@@ -36,7 +36,7 @@ func TestHandshakeOutcomes(t *testing.T) {
 		return func(t *testing.T) credentials.TransportCredentials {
 			f := newFiles(t)
 			f.write(t, leaf, a.Root)
-			o := f.options(false)
+			o := withLogger(f.options(false))
 			if edit != nil {
 				edit(&o)
 			}

@@ -294,11 +294,18 @@ func startServer(t testing.TB, opts ...grpc.ServerOption) *server {
 		s.callers.Add(1)
 		return h(ctx, req)
 	}))
-	s.srv = grpc.NewServer(opts...)
-	healthpb.RegisterHealthServer(s.srv, health.NewServer())
-	go s.srv.Serve(lis)
-	t.Cleanup(s.srv.Stop)
+	s.srv = serve(t, lis, opts...)
 	return s
+}
+
+// serve runs a gRPC server with the health service on lis until the test
+// ends.
+func serve(t testing.TB, lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {
+	srv := grpc.NewServer(opts...)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return srv
 }
 
 // dial connects to addr through 127.0.0.1 with the server's DNS name as the
