@@ -20,13 +20,13 @@ package authz
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -110,11 +110,8 @@ const (
 type Authorizer struct {
 	opts      Options
 	log       *slog.Logger
-	decisions metric.Int64Counter
-	// otherOpts counts calls to methods that are not compiled under one
-	// attribute value, so that callers cannot grow the metric's cardinality
-	// by inventing method names.
-	otherOpts []metric.AddOption
+	counts    *counters
+	metricReg metric.Registration // nil when the counter could not be made
 
 	policy atomic.Pointer[policy]
 
@@ -135,24 +132,9 @@ func New(opts Options) *Authorizer {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	c, err := mp.Meter("github.com/idwire/idwire/pkg/authz").Int64Counter("idwire.authz.decisions",
-		metric.WithUnit("{call}"),
-		metric.WithDescription("Authorization decisions, by RPC and decision (allow, deny, would_deny)."))
-	if err != nil {
-		// The API hands back a working no-op instrument along with the error.
-		a.log.Error("authz: cannot create the decision counter", "err", err)
-	}
-	a.decisions = c
-	a.otherOpts = decisionOpts("_OTHER", "_OTHER", decisionDeny)
+	a.counts = newCounters()
+	a.metricReg = a.counts.register(mp.Meter("github.com/idwire/idwire/pkg/authz"), a.log)
 	return a
-}
-
-func decisionOpts(service, method, decision string) []metric.AddOption {
-	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-		attribute.String("rpc.service", service),
-		attribute.String("rpc.method", method),
-		attribute.String("idwire.authz.decision", decision),
-	))}
 }
 
 // UnaryServerInterceptor authorizes unary calls. It composes with any
@@ -188,7 +170,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 		a.log.LogAttrs(ctx, slog.LevelError, "authz: refused a call before Compile",
 			slog.String("method", fullMethod),
 			slog.String("reason", "the authorization policy is not compiled: call Compile after registering services and before Serve"))
-		a.decisions.Add(ctx, 1, a.otherOpts...)
+		a.counts.other.deny.Add(1)
 		return status.Error(codes.Internal, "authz: authorization policy not loaded")
 	}
 	r := pol.methods[fullMethod]
@@ -200,14 +182,42 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 			slog.String("source", string(sourceNone)),
 			slog.String("reason", "no rule: the method was not registered when Compile ran"),
 			slog.String("decision", decisionDeny))
-		a.decisions.Add(ctx, 1, a.otherOpts...)
+		a.counts.other.deny.Add(1)
 		return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", id, fullMethod)
 	}
-	id, missing := peerIdentity(ctx)
+	id := caller(ctx)
+	if len(r.checks) == 0 {
+		// The fast path: a pointer comparison or a few lookups, an atomic
+		// add, no allocation. The identity is parsed once per connection,
+		// so its pointer names the caller for as long as the connection
+		// lives; a rule remembers the last one it admitted, and a new
+		// policy generation starts with an empty memory.
+		if id != nil && r.lastAdmitted.Load() == id {
+			r.counts.allow.Add(1)
+			return nil
+		}
+		if r.admits(id) {
+			if id != nil {
+				r.lastAdmitted.Store(id)
+			}
+			r.counts.allow.Add(1)
+			return nil
+		}
+	}
+	return a.decideSlowly(ctx, r, id)
+}
+
+// decideSlowly decides a call with custom checks, or one that admits fails,
+// working out why for the log line.
+func (a *Authorizer) decideSlowly(ctx context.Context, r *methodRule, id *identity.Identity) error {
+	missing := ""
+	if id == nil {
+		_, missing = peerIdentity(ctx)
+	}
 	d := r.decide(id, missing)
 	if d.code == codes.OK {
 		for _, check := range r.checks {
-			if err := check(ctx, id, fullMethod); err != nil {
+			if err := check(ctx, id, r.method); err != nil {
 				d = denial{code: codes.PermissionDenied, source: r.source, reason: "check failed: " + err.Error(), checkErr: err}
 				if id == nil {
 					d.code = codes.Unauthenticated
@@ -217,7 +227,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 		}
 	}
 	if d.code == codes.OK {
-		a.decisions.Add(ctx, 1, r.allowOpts...)
+		r.counts.allow.Add(1)
 		return nil
 	}
 	return a.deny(ctx, r, id, d)
@@ -245,10 +255,10 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 		slog.String("decision", decision),
 		slog.String("code", d.code.String()))
 	if r.audit {
-		a.decisions.Add(ctx, 1, r.wouldDenyOpts...)
+		r.counts.wouldDeny.Add(1)
 		return nil
 	}
-	a.decisions.Add(ctx, 1, r.denyOpts...)
+	r.counts.deny.Add(1)
 	if d.checkErr != nil {
 		if s, ok := status.FromError(d.checkErr); ok {
 			return s.Err()
@@ -269,6 +279,26 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 func PeerFrom(ctx context.Context) (*identity.Identity, bool) {
 	id, _ := peerIdentity(ctx)
 	return id, id != nil
+}
+
+// caller is peerIdentity without the reason, for the allow path.
+func caller(ctx context.Context) *identity.Identity {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	switch ai := p.AuthInfo.(type) {
+	case identity.AuthInfo:
+		return ai.Identity
+	case *identity.AuthInfo:
+		if ai != nil {
+			return ai.Identity
+		}
+	case credentials.TLSInfo:
+		id, _ := identity.FromConnectionState(ai.State)
+		return id
+	}
+	return nil
 }
 
 // peerIdentity finds the caller's identity, or says why there is none. Only
@@ -301,18 +331,23 @@ func peerIdentity(ctx context.Context) (*identity.Identity, string) {
 	return nil, "the connection's credentials (" + p.AuthInfo.AuthType() + ") carry no certificate"
 }
 
-// Close stops watching the policy file. The compiled policy stays in force.
+// Close stops watching the policy file and reporting the decision counter.
+// The compiled policy stays in force.
 func (a *Authorizer) Close() error {
 	a.mu.Lock()
 	a.closed = true
-	w := a.watcher
-	a.watcher = nil
+	w, reg := a.watcher, a.metricReg
+	a.watcher, a.metricReg = nil, nil
 	a.mu.Unlock()
-	// Outside the lock: the watcher may be inside Reload, which takes it.
-	if w == nil {
-		return nil
+	var errs []error
+	if reg != nil {
+		errs = append(errs, reg.Unregister())
 	}
-	return w.Close()
+	// Outside the lock: the watcher may be inside Reload, which takes it.
+	if w != nil {
+		errs = append(errs, w.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // policy is one compiled generation of the rules, swapped as a whole.
@@ -329,11 +364,26 @@ type methodRule struct {
 	allowUnauthenticated bool
 	audit                bool
 	checks               []Check
-	allowOpts, denyOpts  []metric.AddOption
-	wouldDenyOpts        []metric.AddOption
+	counts               *decisionCounts // shared by every generation of the policy
+	// lastAdmitted is the identity this rule last admitted. Holding it
+	// keeps it alive, so its address cannot be reused by another caller.
+	lastAdmitted atomic.Pointer[identity.Identity]
 }
 
-// decide applies deny, then allow. missing says why id is nil.
+// admits is decide for the allow path: the same order (deny, then allow),
+// without working out why.
+func (r *methodRule) admits(id *identity.Identity) bool {
+	if id == nil {
+		return r.allowUnauthenticated
+	}
+	if r.deny.match(id) != nil {
+		return false
+	}
+	return r.allowAuthenticated || r.allowUnauthenticated || r.allow.match(id) != nil
+}
+
+// decide applies deny, then allow, and says why it refuses. missing says
+// why id is nil.
 func (r *methodRule) decide(id *identity.Identity, missing string) denial {
 	if id == nil {
 		if r.allowUnauthenticated {
@@ -341,13 +391,13 @@ func (r *methodRule) decide(id *identity.Identity, missing string) denial {
 		}
 		return denial{code: codes.Unauthenticated, source: r.source, reason: missing}
 	}
-	if e, ok := r.deny.match(id); ok {
+	if e := r.deny.match(id); e != nil {
 		return denial{code: codes.PermissionDenied, source: e.source, reason: "matches deny principal " + quote(e.principal)}
 	}
 	if r.allowAuthenticated || r.allowUnauthenticated {
 		return denial{}
 	}
-	if _, ok := r.allow.match(id); ok {
+	if r.allow.match(id) != nil {
 		return denial{}
 	}
 	return denial{code: codes.PermissionDenied, source: r.source, reason: "matches no allow principal"}

@@ -50,7 +50,7 @@ func (a *Authorizer) Compile(srv ServiceInfoProvider) error {
 			return fmt.Errorf("authz: %w", err)
 		}
 	}
-	pol, err := buildPolicy(base, ov)
+	pol, err := buildPolicy(base, ov, a.counts)
 	if err != nil {
 		return fmt.Errorf("authz: %w", err)
 	}
@@ -208,7 +208,7 @@ func compileRule(full, svc, name string, rule *authzv1.Rule, src Source) (*baseR
 // compiles the result. It fails, changing nothing, when the overlay names a
 // service or method that is not compiled or revokes a principal that no rule
 // in its scope allows.
-func buildPolicy(base []*baseRule, ov *overlay) (*policy, error) {
+func buildPolicy(base []*baseRule, ov *overlay, counts *counters) (*policy, error) {
 	pol := &policy{methods: make(map[string]*methodRule, len(base))}
 	var revoked map[string]map[string]bool // overlay key -> revoked principal -> removed something
 	if ov != nil {
@@ -263,9 +263,7 @@ func buildPolicy(base []*baseRule, ov *overlay) (*policy, error) {
 			allowUnauthenticated: b.allowUnauthenticated,
 			audit:                audit,
 			checks:               b.checks,
-			allowOpts:            decisionOpts(b.service, b.name, decisionAllow),
-			denyOpts:             decisionOpts(b.service, b.name, decisionDeny),
-			wouldDenyOpts:        decisionOpts(b.service, b.name, decisionWouldDeny),
+			counts:               counts.forMethod(b.service, b.name),
 		}
 		for _, e := range allow {
 			r.allow.add(e.p, e.entry)

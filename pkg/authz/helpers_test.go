@@ -293,6 +293,12 @@ func serveWith(t testing.TB, a *authz.Authorizer, kind credsKind, compile bool, 
 			t.Fatal(err)
 		}
 	}
+	return serveServer(t, srv)
+}
+
+// serveServer serves srv on 127.0.0.1 until the test ends.
+func serveServer(t testing.TB, srv *grpc.Server) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -163,7 +163,7 @@ func (a *Authorizer) Reload() error {
 	}
 	var pol *policy
 	if err == nil {
-		pol, err = buildPolicy(a.base, ov)
+		pol, err = buildPolicy(a.base, ov, a.counts)
 	}
 	if err != nil {
 		err = fmt.Errorf("authz: %w", err)

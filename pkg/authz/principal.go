@@ -177,14 +177,14 @@ type entry struct {
 
 type prefixEntry struct {
 	prefix string
-	entry
+	entry  *entry
 }
 
 // matcher is a compiled list of principals: a map per kind for exact names
 // and a short slice per kind for prefixes, so matching a caller is at most
 // three lookups and a few HasPrefix calls, none of which allocates.
 type matcher struct {
-	cn, spiffe, dns                   map[string]entry
+	cn, spiffe, dns                   map[string]*entry
 	cnPrefix, spiffePrefix, dnsPrefix []prefixEntry
 }
 
@@ -192,28 +192,28 @@ func (m *matcher) add(p Principal, e entry) {
 	switch p.Kind {
 	case CommonName:
 		if p.Prefix {
-			m.cnPrefix = append(m.cnPrefix, prefixEntry{p.Name, e})
+			m.cnPrefix = append(m.cnPrefix, prefixEntry{p.Name, &e})
 		} else {
-			m.cn = addEntry(m.cn, p.Name, e)
+			m.cn = addEntry(m.cn, p.Name, &e)
 		}
 	case SPIFFEID:
 		if p.Prefix {
-			m.spiffePrefix = append(m.spiffePrefix, prefixEntry{p.Name, e})
+			m.spiffePrefix = append(m.spiffePrefix, prefixEntry{p.Name, &e})
 		} else {
-			m.spiffe = addEntry(m.spiffe, p.Name, e)
+			m.spiffe = addEntry(m.spiffe, p.Name, &e)
 		}
 	case DNSName:
 		if p.Prefix {
-			m.dnsPrefix = append(m.dnsPrefix, prefixEntry{p.Name, e})
+			m.dnsPrefix = append(m.dnsPrefix, prefixEntry{p.Name, &e})
 		} else {
-			m.dns = addEntry(m.dns, p.Name, e)
+			m.dns = addEntry(m.dns, p.Name, &e)
 		}
 	}
 }
 
-func addEntry(m map[string]entry, k string, e entry) map[string]entry {
+func addEntry(m map[string]*entry, k string, e *entry) map[string]*entry {
 	if m == nil {
-		m = make(map[string]entry)
+		m = make(map[string]*entry)
 	}
 	if _, dup := m[k]; !dup {
 		m[k] = e
@@ -221,32 +221,28 @@ func addEntry(m map[string]entry, k string, e entry) map[string]entry {
 	return m
 }
 
-func (m *matcher) empty() bool {
-	return len(m.cn)+len(m.spiffe)+len(m.dns)+len(m.cnPrefix)+len(m.spiffePrefix)+len(m.dnsPrefix) == 0
-}
-
-// match reports the first principal of m that names id. Names of one kind
-// are only ever compared with principals of that kind, and an empty name
-// (a certificate without a CN, say) matches nothing.
-func (m *matcher) match(id *identity.Identity) (entry, bool) {
+// match returns the first principal of m that names id, or nil. Names of
+// one kind are only ever compared with principals of that kind, and an
+// empty name (a certificate without a CN, say) matches nothing.
+func (m *matcher) match(id *identity.Identity) *entry {
 	if cn := id.CommonName; cn != "" {
-		if e, ok := m.cn[cn]; ok {
-			return e, true
+		if e := m.cn[cn]; e != nil {
+			return e
 		}
-		if e, ok := matchPrefix(m.cnPrefix, cn); ok {
-			return e, true
+		if e := matchPrefix(m.cnPrefix, cn); e != nil {
+			return e
 		}
 	}
 	if sid := id.SPIFFEID; sid != "" {
-		if e, ok := m.spiffe[sid]; ok {
-			return e, true
+		if e := m.spiffe[sid]; e != nil {
+			return e
 		}
-		if e, ok := matchPrefix(m.spiffePrefix, sid); ok {
-			return e, true
+		if e := matchPrefix(m.spiffePrefix, sid); e != nil {
+			return e
 		}
 	}
 	if len(m.dns) == 0 && len(m.dnsPrefix) == 0 {
-		return entry{}, false
+		return nil
 	}
 	for _, name := range id.DNSNames {
 		// DNS names compare without case, and principals are stored lower
@@ -255,23 +251,23 @@ func (m *matcher) match(id *identity.Identity) (entry, bool) {
 		if hasUpper(name) {
 			name = strings.ToLower(name)
 		}
-		if e, ok := m.dns[name]; ok {
-			return e, true
+		if e := m.dns[name]; e != nil {
+			return e
 		}
-		if e, ok := matchPrefix(m.dnsPrefix, name); ok {
-			return e, true
+		if e := matchPrefix(m.dnsPrefix, name); e != nil {
+			return e
 		}
 	}
-	return entry{}, false
+	return nil
 }
 
-func matchPrefix(ps []prefixEntry, name string) (entry, bool) {
+func matchPrefix(ps []prefixEntry, name string) *entry {
 	for i := range ps {
 		if strings.HasPrefix(name, ps[i].prefix) {
-			return ps[i].entry, true
+			return ps[i].entry
 		}
 	}
-	return entry{}, false
+	return nil
 }
 
 func hasUpper(s string) bool {

@@ -1,0 +1,133 @@
+package authz_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"google.golang.org/grpc"
+	grpcauthz "google.golang.org/grpc/authz"
+
+	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
+	"github.com/idwire/idwire/pkg/authz"
+)
+
+// captureCtx makes one real call as client to a server with credentials of
+// the given kind and returns the context the server's interceptors saw: a
+// verified peer, the method, the metadata and the connection, all real.
+func captureCtx(b *testing.B, kind credsKind, client string) context.Context {
+	b.Helper()
+	got := make(chan context.Context, 1)
+	capture := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		select {
+		case got <- ctx: // its values outlive the call; nothing here checks Done
+		default:
+		}
+		return h(ctx, req)
+	}
+	p := testPKI(b)
+	srv := grpc.NewServer(grpc.Creds(p.serverCreds(kind)), grpc.UnaryInterceptor(capture))
+	authztestv1.RegisterGuardedServiceServer(srv, guarded{})
+	addr := serveServer(b, srv)
+	if _, err := authztestv1.NewGuardedServiceClient(dial(b, addr, client)).BySPIFFE(b.Context(), &authztestv1.Ping{}); err != nil {
+		b.Fatal(err)
+	}
+	return <-got
+}
+
+// benchAuthorizer is an Authorizer as a service runs it: JSON logs (to
+// nowhere) and an OpenTelemetry SDK meter provider, so the figures include
+// counting every decision.
+func benchAuthorizer(b *testing.B) *authz.Authorizer {
+	b.Helper()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	a := authz.New(authz.Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), MeterProvider: mp})
+	if err := a.Compile(newServer()); err != nil {
+		b.Fatal(err)
+	}
+	return a
+}
+
+// grpcAuthzPolicy is the rule of GuardedService/BySPIFFE in grpc-go's
+// authorization policy language.
+const grpcAuthzPolicy = `{
+  "name": "bench",
+  "allow_rules": [{
+    "name": "by-spiffe",
+    "source": {"principals": ["spiffe://authz.test/order"]},
+    "request": {"paths": ["/authztest.v1.GuardedService/BySPIFFE"]}
+  }]
+}`
+
+// BenchmarkAuthz calls each interceptor in-process with the context of a
+// real mTLS call to GuardedService/BySPIFFE (allow: the SPIFFE ID of
+// "order").
+func BenchmarkAuthz(b *testing.B) {
+	method := svc + "BySPIFFE"
+	info := &grpc.UnaryServerInfo{FullMethod: method}
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	req := &authztestv1.Ping{}
+	idwire := benchAuthorizer(b).UnaryServerInterceptor()
+	orderCtx := captureCtx(b, idwireAuthInfo, "order")
+	paymentCtx := captureCtx(b, idwireAuthInfo, "payment")
+	orderTLSCtx := captureCtx(b, plainTLSInfo, "order")
+	static, err := grpcauthz.NewStatic(grpcAuthzPolicy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	noop := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(ctx, req)
+	}
+	run := func(name string, ctx context.Context, i grpc.UnaryServerInterceptor, wantErr bool) {
+		b.Run(name, func(b *testing.B) {
+			if _, err := i(ctx, req, info, handler); (err != nil) != wantErr {
+				b.Fatalf("%s: err = %v, want error: %v", name, err, wantErr)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = i(ctx, req, info, handler)
+			}
+		})
+	}
+	run("idwire-allow", orderCtx, idwire, false)
+	run("idwire-deny", paymentCtx, idwire, true)
+	// The fallback for servers on grpc-go's own TLS credentials: the
+	// certificate is parsed on every call.
+	run("idwire-allow-tlsinfo", orderTLSCtx, idwire, false)
+	run("noop", orderCtx, noop, false)
+	run("grpc-authz", orderTLSCtx, static.UnaryInterceptor, false)
+}
+
+// BenchmarkUnaryAuthz is a whole unary RPC over mTLS on loopback, one at a
+// time, with and without the authorization interceptor.
+func BenchmarkUnaryAuthz(b *testing.B) {
+	for _, withAuthz := range []bool{true, false} {
+		name := "none"
+		if withAuthz {
+			name = "idwire"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := testPKI(b)
+			opts := []grpc.ServerOption{grpc.Creds(p.serverCreds(idwireAuthInfo))}
+			if withAuthz {
+				opts = append(opts, grpc.UnaryInterceptor(benchAuthorizer(b).UnaryServerInterceptor()))
+			}
+			srv := grpc.NewServer(opts...)
+			authztestv1.RegisterGuardedServiceServer(srv, guarded{})
+			client := authztestv1.NewGuardedServiceClient(dial(b, serveServer(b, srv), "order"))
+			ctx, req := b.Context(), &authztestv1.Ping{}
+			if _, err := client.BySPIFFE(ctx, req); err != nil { // connect outside the loop
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.BySPIFFE(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
