@@ -66,6 +66,12 @@ type callCase struct {
 	// For a refusal (or an audit-mode would-deny): the source logged and a
 	// word of the reason.
 	source, reason string
+	// ambiguous marks a certificate with several CNs or URI SANs: it
+	// verifies, but names nobody. pkg/mtlscreds refuses it at the
+	// handshake (the call fails with Unavailable and never reaches
+	// authz); with grpc-go's TLS credentials it gets a connection without
+	// an identity, which authz treats as no certificate.
+	ambiguous bool
 }
 
 func TestAuthorizeOverRealHandshakes(t *testing.T) {
@@ -120,13 +126,13 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 		{method: "Watch", client: "admin", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
 		{method: "Watch", client: "", want: codes.Unauthenticated, source: "proto:method", reason: "certificate"},
 		// Ambiguous certificates verify but name nobody.
-		{method: "ByName", client: "several-cns", want: codes.Unauthenticated, source: "proto:method"},
-		{method: "Default", client: "several-cns", want: codes.Unauthenticated, source: "proto:service"},
-		{method: "BySPIFFE", client: "several-uris", want: codes.Unauthenticated, source: "proto:method"},
-		{method: "Watch", client: "several-uris", want: codes.Unauthenticated, source: "proto:method"},
-		{method: "Public", client: "several-cns", want: codes.OK},
+		{method: "ByName", client: "several-cns", want: codes.Unauthenticated, source: "proto:method", reason: "common names", ambiguous: true},
+		{method: "Default", client: "several-cns", want: codes.Unauthenticated, source: "proto:service", reason: "common names", ambiguous: true},
+		{method: "BySPIFFE", client: "several-uris", want: codes.Unauthenticated, source: "proto:method", reason: "URI SANs", ambiguous: true},
+		{method: "Watch", client: "several-uris", want: codes.Unauthenticated, source: "proto:method", reason: "URI SANs", ambiguous: true},
+		{method: "Public", client: "several-cns", want: codes.OK, ambiguous: true},
 	}
-	for _, kind := range []credsKind{idwireAuthInfo, plainTLSInfo} {
+	for _, kind := range []credsKind{mtlsCreds, plainTLSInfo} {
 		t.Run(kind.String(), func(t *testing.T) {
 			pt := t
 			logs := newLogRecorder()
@@ -150,6 +156,15 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 					}
 					caller := callerName(t, tc.client)
 					pong, err := call(t, cc, tc)
+					if tc.ambiguous && kind == mtlsCreds {
+						if status.Code(err) != codes.Unavailable {
+							t.Fatalf("%s with an ambiguous certificate over mtlscreds: %v, want the handshake refused (Unavailable)", tc.method, err)
+						}
+						if recs := logs.take(); len(recs) != 0 {
+							t.Errorf("authz logged a call that never reached it:\n%s", lines(recs))
+						}
+						return
+					}
 					if got := status.Code(err); got != tc.want {
 						t.Fatalf("%s as %s: code %v (%v), want %v", tc.method, caller, got, err, tc.want)
 					}

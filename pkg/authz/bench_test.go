@@ -28,7 +28,7 @@ func captureCtx(b *testing.B, kind credsKind, client string) context.Context {
 		return h(ctx, req)
 	}
 	p := testPKI(b)
-	srv := grpc.NewServer(grpc.Creds(p.serverCreds(kind)), grpc.UnaryInterceptor(capture))
+	srv := grpc.NewServer(grpc.Creds(p.serverCreds(b, kind)), grpc.UnaryInterceptor(capture))
 	authztestv1.RegisterGuardedServiceServer(srv, guarded{})
 	addr := serveServer(b, srv)
 	if _, err := authztestv1.NewGuardedServiceClient(dial(b, addr, client)).BySPIFFE(b.Context(), &authztestv1.Ping{}); err != nil {
@@ -71,8 +71,8 @@ func BenchmarkAuthz(b *testing.B) {
 	handler := func(context.Context, any) (any, error) { return nil, nil }
 	req := &authztestv1.Ping{}
 	idwire := benchAuthorizer(b).UnaryServerInterceptor()
-	orderCtx := captureCtx(b, idwireAuthInfo, "order")
-	paymentCtx := captureCtx(b, idwireAuthInfo, "payment")
+	orderCtx := captureCtx(b, mtlsCreds, "order")
+	paymentCtx := captureCtx(b, mtlsCreds, "payment")
 	orderTLSCtx := captureCtx(b, plainTLSInfo, "order")
 	static, err := grpcauthz.NewStatic(grpcAuthzPolicy)
 	if err != nil {
@@ -111,7 +111,7 @@ func BenchmarkUnaryAuthz(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			p := testPKI(b)
-			opts := []grpc.ServerOption{grpc.Creds(p.serverCreds(idwireAuthInfo))}
+			opts := []grpc.ServerOption{grpc.Creds(p.serverCreds(b, mtlsCreds))}
 			if withAuthz {
 				opts = append(opts, grpc.UnaryInterceptor(benchAuthorizer(b).UnaryServerInterceptor()))
 			}

@@ -179,7 +179,7 @@ func TestRefusesUncompiledAndUnknownMethods(t *testing.T) {
 	logs := newLogRecorder()
 	a := authz.New(authz.Options{Logger: slog.New(logs)})
 	// Before Compile, over a real handshake: refused, and the log says why.
-	addr := serve(t, a, idwireAuthInfo, false)
+	addr := serve(t, a, mtlsCreds, false)
 	_, err := call(t, dial(t, addr, "order"), callCase{method: "ByName"})
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("before Compile: %v, want Internal", err)
@@ -208,7 +208,7 @@ func TestHealthOverRealHandshake(t *testing.T) {
 	a := authz.New(authz.Options{Logger: slog.New(newLogRecorder()), Rules: map[string]*authzv1.Rule{
 		"grpc.health.v1.Health": &authzv1.Rule{AllowAuthenticated: true},
 	}})
-	addr := serveWith(t, a, idwireAuthInfo, true, withHealth)
+	addr := serveWith(t, a, mtlsCreds, true, withHealth)
 	for client, want := range map[string]codes.Code{"order": codes.OK, "": codes.Unauthenticated} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		_, err := healthpb.NewHealthClient(dial(t, addr, client)).Check(ctx, &healthpb.HealthCheckRequest{})

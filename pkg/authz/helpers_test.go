@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"path/filepath"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,15 +24,17 @@ import (
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/pkg/authz"
 	"github.com/idwire/idwire/pkg/identity"
+	"github.com/idwire/idwire/pkg/mtlscreds"
 )
 
 const trustDomain = "authz.test"
 
 // pki is a test CA with the certificates the tests present.
 type pki struct {
-	ca     *ca.Authority
-	roots  *x509.CertPool
-	server tls.Certificate
+	ca         *ca.Authority
+	roots      *x509.CertPool
+	server     tls.Certificate
+	serverLeaf *ca.Leaf
 }
 
 var (
@@ -59,7 +62,7 @@ func testPKI(t testing.TB) *pki {
 		}
 		roots := x509.NewCertPool()
 		roots.AddCert(a.Root)
-		pkiVal = &pki{ca: a, roots: roots, server: tlsCert(leaf.Chain, leaf.Key)}
+		pkiVal = &pki{ca: a, roots: roots, server: tlsCert(leaf.Chain, leaf.Key), serverLeaf: leaf}
 	})
 	if pkiErr != nil {
 		t.Fatal(pkiErr)
@@ -155,55 +158,55 @@ var oddCerts = map[string]certSpec{
 	"several-uris":      {cns: []string{"x"}, uris: []string{"spiffe://authz.test/order", "spiffe://authz.test/admin"}},
 }
 
-// idwireCreds stands in for pkg/mtlscreds: grpc-go's TLS credentials, plus
-// the identity parsed once at the handshake, returned as identity.AuthInfo.
-type idwireCreds struct {
-	credentials.TransportCredentials
-}
-
-func (c idwireCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, ai, err := c.TransportCredentials.ServerHandshake(raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	ti := ai.(credentials.TLSInfo)
-	id, _ := identity.FromConnectionState(ti.State) // nil: no or ambiguous certificate
-	return conn, identity.AuthInfo{TLSInfo: ti, Identity: id}, nil
-}
-
-func (c idwireCreds) Clone() credentials.TransportCredentials {
-	return idwireCreds{c.TransportCredentials.Clone()}
-}
-
 // credsKind says how the test server's credentials present the peer.
 type credsKind int
 
 const (
-	idwireAuthInfo credsKind = iota // identity.AuthInfo, parsed per connection
-	plainTLSInfo                    // grpc-go's credentials.TLSInfo, parsed per call
+	// idwire's pkg/mtlscreds: identity.AuthInfo, parsed once per
+	// connection; an ambiguous certificate fails the handshake.
+	mtlsCreds credsKind = iota
+	// grpc-go's credentials.NewTLS: credentials.TLSInfo, which pkg/authz
+	// parses on every call; an ambiguous certificate gets a connection and
+	// no identity.
+	plainTLSInfo
 )
 
 func (k credsKind) String() string {
 	if k == plainTLSInfo {
 		return "TLSInfo"
 	}
-	return "AuthInfo"
+	return "mtlscreds"
 }
 
-// serverCreds accept clients without a certificate (PERMISSIVE) so that
-// allow_unauthenticated can be exercised; a client that sends a certificate
-// must still verify.
-func (p *pki) serverCreds(kind credsKind) credentials.TransportCredentials {
-	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{p.server},
-		ClientCAs:    p.roots,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
+// serverCreds are PERMISSIVE, so that allow_unauthenticated can be
+// exercised: a client may come without a certificate, but one that sends a
+// certificate must verify.
+func (p *pki) serverCreds(t testing.TB, kind credsKind) credentials.TransportCredentials {
+	t.Helper()
+	if kind == plainTLSInfo {
+		return credentials.NewTLS(&tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{p.server},
+			ClientCAs:    p.roots,
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+		})
 	}
-	c := credentials.NewTLS(cfg)
-	if kind == idwireAuthInfo {
-		return idwireCreds{c}
+	dir := t.TempDir()
+	if err := ca.WriteLeaf(dir, p.serverLeaf, []*x509.Certificate{p.ca.Root}); err != nil {
+		t.Fatal(err)
 	}
+	c, err := mtlscreds.NewServer(mtlscreds.Options{
+		CertFile:     filepath.Join(dir, ca.CertFile),
+		KeyFile:      filepath.Join(dir, ca.KeyFile),
+		CAFile:       filepath.Join(dir, ca.BundleFile),
+		Mode:         mtlscreds.Permissive,
+		PollInterval: -1, // the files never change here
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -280,7 +283,7 @@ func serveWith(t testing.TB, a *authz.Authorizer, kind credsKind, compile bool, 
 	t.Helper()
 	p := testPKI(t)
 	srv := grpc.NewServer(
-		grpc.Creds(p.serverCreds(kind)),
+		grpc.Creds(p.serverCreds(t, kind)),
 		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
 	)

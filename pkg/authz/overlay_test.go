@@ -234,7 +234,7 @@ func TestOverlayHotReload(t *testing.T) {
 	logs := newLogRecorder()
 	a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
 	defer a.Close()
-	addr := serve(t, a, idwireAuthInfo, true)
+	addr := serve(t, a, mtlsCreds, true)
 	order, payment := dial(t, addr, "order"), dial(t, addr, "payment")
 	byName := callCase{method: "ByName"}
 	if _, err := call(t, payment, byName); err != nil {
