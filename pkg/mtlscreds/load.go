@@ -37,6 +37,9 @@ type snapshot struct {
 	// handshake as it is; the client clones it per connection to set the
 	// server name.
 	config *tls.Config
+	// httpConfig is config offering http/1.1 after h2, for TLSConfig users
+	// (an HTTPS server must not refuse HTTP/1.1 clients).
+	httpConfig *tls.Config
 }
 
 // crl is a parsed revocation list and the serials it revokes.
@@ -138,6 +141,8 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		}
 	}
 	s.config = st.buildConfig(s)
+	s.httpConfig = s.config.Clone()
+	s.httpConfig.NextProtos = []string{"h2", "http/1.1"}
 	return s, nil
 }
 

@@ -312,10 +312,15 @@ func (c *Credentials) Close() error {
 // config verifies the server against its ServerName (or the ServerIdentity
 // option), so set ServerName unless ServerIdentity is used.
 func (c *Credentials) TLSConfig() *tls.Config {
-	if c.server {
-		return c.base.Clone()
-	}
 	st := c.state
+	if c.server {
+		return &tls.Config{
+			MinVersion: st.opts.MinVersion,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				return st.cur.Load().httpConfig, nil
+			},
+		}
+	}
 	cfg := &tls.Config{
 		MinVersion: st.opts.MinVersion,
 		ServerName: c.serverName,
