@@ -1,0 +1,178 @@
+package authz_test
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	authzv1 "github.com/idwire/idwire/gen/authz/v1"
+	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
+	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/pkg/authz"
+	"github.com/idwire/idwire/pkg/identity"
+	"github.com/idwire/idwire/pkg/mtlscreds"
+)
+
+// The intended use: build the Authorizer, put its interceptors in the
+// server's chains, register the services, Compile, then Serve. The rules
+// come from the proto (here GuardedService/ByName: allow "order") and, for
+// grpc.health.v1.Health, whose proto cannot be annotated, from Options.Rules.
+func Example() {
+	dir, cleanup := exampleCerts() // tls.crt, tls.key, ca.crt per name, from a test CA
+	defer cleanup()
+
+	creds, err := mtlscreds.NewServer(mtlscreds.Options{
+		CertFile: filepath.Join(dir, "server", "tls.crt"),
+		KeyFile:  filepath.Join(dir, "server", "tls.key"),
+		CAFile:   filepath.Join(dir, "server", "ca.crt"),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer creds.Close()
+
+	az := authz.New(authz.Options{
+		Logger: slog.New(slog.DiscardHandler), // denials are logged here
+		Rules: map[string]*authzv1.Rule{
+			"grpc.health.v1.Health": {AllowAuthenticated: true},
+		},
+	})
+	defer az.Close()
+	srv := grpc.NewServer(append(mtlscreds.ServerOptions(creds),
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(), az.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), az.StreamServerInterceptor()),
+	)...)
+	authztestv1.RegisterGuardedServiceServer(srv, guarded{}) // handlers call authz.PeerFrom
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	if err := az.Compile(srv); err != nil { // every method has a rule, or this fails
+		log.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	for _, caller := range []string{"order", "payment"} {
+		creds := exampleClientCreds(dir, caller)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			log.Fatal(err)
+		}
+		pong, err := authztestv1.NewGuardedServiceClient(conn).ByName(context.Background(), &authztestv1.Ping{})
+		if err != nil {
+			fmt.Printf("%s: %v: %s\n", caller, status.Code(err), status.Convert(err).Message())
+		} else {
+			fmt.Printf("%s: OK, the handler saw %s\n", caller, pong.GetCaller())
+		}
+		conn.Close()
+		creds.(*mtlscreds.Credentials).Close()
+	}
+	// Output:
+	// order: OK, the handler saw order (spiffe://example.org/order)
+	// payment: PermissionDenied: authz: payment (spiffe://example.org/payment) may not call /authztest.v1.GuardedService/ByName
+}
+
+// A project adds a field to authz.v1.Rule (an extension, in an editions or
+// proto2 file):
+//
+//	extend authz.v1.Rule {
+//	  string required_header = 1000;
+//	}
+//
+//	rpc WithHeader(Ping) returns (Pong) {
+//	  option (authz.v1.method) = {
+//	    allow_authenticated: true
+//	    [authztest.v1.required_header]: "x-tenant"
+//	  };
+//	}
+//
+// and compiles it into a check. Compile calls the CheckCompiler once per
+// method; the Check runs on every call the principals admit.
+func ExampleCheckCompiler() {
+	requireHeader := func(_ protoreflect.MethodDescriptor, rule *authzv1.Rule) (authz.Check, error) {
+		h := proto.GetExtension(rule, authztestv1.E_RequiredHeader).(string)
+		if h == "" {
+			return nil, nil // nothing to check for this method
+		}
+		return func(ctx context.Context, _ *identity.Identity, _ string) error {
+			if len(metadata.ValueFromIncomingContext(ctx, h)) == 0 {
+				return status.Errorf(codes.InvalidArgument, "send the %s header", h)
+			}
+			return nil
+		}, nil
+	}
+	az := authz.New(authz.Options{Logger: slog.New(slog.DiscardHandler), Checks: []authz.CheckCompiler{requireHeader}})
+	defer az.Close()
+	srv := grpc.NewServer()
+	authztestv1.RegisterGuardedServiceServer(srv, guarded{})
+	fmt.Println(az.Compile(srv))
+	// Output: <nil>
+}
+
+// Compile refuses to start a server with a method nobody thought about.
+func ExampleAuthorizer_Compile() {
+	az := authz.New(authz.Options{Logger: slog.New(slog.DiscardHandler)})
+	srv := grpc.NewServer()
+	authztestv1.RegisterGuardedServiceServer(srv, guarded{})
+	healthpb.RegisterHealthServer(srv, health.NewServer()) // no rule given
+	fmt.Println(az.Compile(srv))
+	// Output:
+	// authz: cannot compile the policy (3 problems):
+	// /grpc.health.v1.Health/Check has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+	// /grpc.health.v1.Health/List has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+	// /grpc.health.v1.Health/Watch has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+}
+
+// exampleCerts writes a server and two clients' credentials, as
+// "mtlsca bootstrap" would, into a temporary directory.
+func exampleCerts() (string, func()) {
+	dir, err := os.MkdirTemp("", "authz-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	a, err := ca.New(ca.Options{TrustDomain: "example.org"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, name := range []string{"server", "order", "payment"} {
+		leaf, err := a.Issue(ca.IssueRequest{Name: name})
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := ca.WriteLeaf(filepath.Join(dir, name), leaf, []*x509.Certificate{a.Root}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	return dir, func() { os.RemoveAll(dir) }
+}
+
+func exampleClientCreds(dir, name string) credentials.TransportCredentials {
+	c, err := mtlscreds.NewClient(mtlscreds.Options{
+		CertFile:   filepath.Join(dir, name, "tls.crt"),
+		KeyFile:    filepath.Join(dir, name, "tls.key"),
+		CAFile:     filepath.Join(dir, name, "ca.crt"),
+		ServerName: "server",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c
+}
