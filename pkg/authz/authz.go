@@ -167,9 +167,13 @@ func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
 func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 	pol := a.policy.Load()
 	if pol == nil {
+		id, _ := peerIdentity(ctx)
 		a.log.LogAttrs(ctx, slog.LevelError, "authz: refused a call before Compile",
+			slog.String("caller", id.String()),
 			slog.String("method", fullMethod),
-			slog.String("reason", "the authorization policy is not compiled: call Compile after registering services and before Serve"))
+			slog.String("reason", "the authorization policy is not compiled: call Compile after registering services and before Serve"),
+			slog.String("decision", decisionDeny),
+			slog.String("code", codes.Internal.String()))
 		a.counts.other.deny.Add(1)
 		return status.Error(codes.Internal, "authz: authorization policy not loaded")
 	}
@@ -181,7 +185,8 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 			slog.String("method", fullMethod),
 			slog.String("source", string(sourceNone)),
 			slog.String("reason", "no rule: the method was not registered when Compile ran"),
-			slog.String("decision", decisionDeny))
+			slog.String("decision", decisionDeny),
+			slog.String("code", codes.PermissionDenied.String()))
 		a.counts.other.deny.Add(1)
 		return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", id, fullMethod)
 	}
