@@ -38,28 +38,44 @@ type ServiceInfoProvider interface {
 // calls (or keeps its previous policy, if it had one). With a PolicyFile,
 // the first successful Compile starts watching it.
 func (a *Authorizer) Compile(srv ServiceInfoProvider) error {
+	started, err := a.compile(srv)
+	if err != nil && started != nil {
+		// Closed outside the lock: the watcher may be waiting for it in
+		// Reload.
+		started.Close()
+	}
+	return err
+}
+
+// compile is Compile under the lock. It returns the watcher it started, so
+// that a failed Compile can stop it.
+func (a *Authorizer) compile(srv ServiceInfoProvider) (*filewatch.Watcher, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	base, err := a.compileBase(srv.GetServiceInfo())
 	if err != nil {
-		return err
+		return nil, err
+	}
+	// Watch before reading, so that a change made while Compile runs is
+	// seen rather than lost.
+	var started *filewatch.Watcher
+	if a.opts.PolicyFile != "" && a.watcher == nil && !a.closed {
+		if started, err = filewatch.Start(filewatch.Options{Paths: []string{a.opts.PolicyFile}, Logger: a.log}, a.onPolicyChange); err != nil {
+			return nil, fmt.Errorf("authz: watching the policy file: %w", err)
+		}
 	}
 	var ov *overlay
 	if a.opts.PolicyFile != "" {
 		if ov, err = readOverlay(a.opts.PolicyFile); err != nil {
-			return fmt.Errorf("authz: %w", err)
+			return started, fmt.Errorf("authz: %w", err)
 		}
 	}
 	pol, err := buildPolicy(base, ov, a.counts)
 	if err != nil {
-		return fmt.Errorf("authz: %w", err)
+		return started, fmt.Errorf("authz: %w", err)
 	}
-	if a.opts.PolicyFile != "" && a.watcher == nil && !a.closed {
-		w, err := filewatch.Start(filewatch.Options{Paths: []string{a.opts.PolicyFile}, Logger: a.log}, a.onPolicyChange)
-		if err != nil {
-			return fmt.Errorf("authz: watching the policy file: %w", err)
-		}
-		a.watcher = w
+	if started != nil {
+		a.watcher = started
 	}
 	a.base = base
 	a.loaded = ov
@@ -69,7 +85,7 @@ func (a *Authorizer) Compile(srv ServiceInfoProvider) error {
 		attrs = append(attrs, slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
 	}
 	a.log.Info("authz: policy compiled", attrs...)
-	return nil
+	return nil, nil
 }
 
 // baseRule is a method's rule before the overlay: what the proto options and
