@@ -163,7 +163,14 @@ type state struct {
 	ownEKU  x509.ExtKeyUsage // what our own leaf must allow
 
 	cur      atomic.Pointer[snapshot]
-	reloadMu sync.Mutex // one reload at a time: the watcher's and Reload's
+	reloadMu sync.Mutex // one reload at a time: the watcher's, retries and Reload's
+	// A rejected set is tried again with backoff while watching: a
+	// certificate that is not valid yet (the issuer's clock is ahead)
+	// becomes good without any file changing. Guarded by reloadMu.
+	retry      *time.Timer
+	retryDelay time.Duration
+	closed     bool
+	watching   bool // set before the watcher starts
 
 	base    *tls.Config // server: hands each handshake the current snapshot's config
 	metrics *metrics
@@ -233,6 +240,7 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 		}
 	}
 	if opts.PollInterval >= 0 {
+		st.watching = true
 		paths := []string{opts.CertFile, opts.KeyFile, opts.CAFile}
 		if opts.CRLFile != "" {
 			paths = append(paths, opts.CRLFile)
@@ -241,7 +249,7 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 			Paths:        paths,
 			PollInterval: opts.PollInterval,
 			Logger:       st.log,
-		}, func() { _ = st.reload("watch") })
+		}, func() { _ = st.reload(triggerWatch) })
 		if err != nil {
 			st.metrics.close()
 			return nil, fmt.Errorf("mtlscreds: %w", err)
@@ -291,7 +299,14 @@ func checkOptions(opts *Options, server bool) error {
 // them the credentials of the next handshakes. It is what a SIGHUP handler
 // calls. When they are not, the error says why, the failure is logged and
 // counted, and the credentials in use do not change.
-func (c *Credentials) Reload() error { return c.reload("explicit") }
+func (c *Credentials) Reload() error { return c.reload(triggerExplicit) }
+
+// What started a reload, for the log.
+const (
+	triggerWatch    = "watch"
+	triggerExplicit = "explicit"
+	triggerRetry    = "retry"
+)
 
 // Close stops watching the files and unregisters the metrics. Handshakes
 // keep working with the last credentials loaded. Clones share the watcher:
@@ -301,6 +316,12 @@ func (c *Credentials) Close() error {
 		if c.watcher != nil {
 			c.closeErr = c.watcher.Close()
 		}
+		c.reloadMu.Lock()
+		c.closed = true
+		if c.retry != nil {
+			c.retry.Stop()
+		}
+		c.reloadMu.Unlock()
 		c.metrics.close()
 	})
 	return c.closeErr
@@ -412,11 +433,21 @@ func (st *state) readFiles() (fileSet, error) {
 	return fs, err
 }
 
+// Bounds of the backoff between retries of a rejected set.
+const (
+	minRetryDelay = time.Second
+	maxRetryDelay = time.Minute
+)
+
 func (st *state) reload(trigger string) error {
 	st.reloadMu.Lock()
 	defer st.reloadMu.Unlock()
+	if trigger == triggerRetry && st.closed {
+		return nil
+	}
 	files, err := st.readFiles()
 	if err == nil && files.equal(&st.cur.Load().files) {
+		st.stopRetry()
 		st.metrics.reloaded(resultUnchanged)
 		st.log.Debug("mtlscreds: files unchanged", "trigger", trigger)
 		return nil
@@ -427,12 +458,41 @@ func (st *state) reload(trigger string) error {
 	}
 	if err != nil {
 		st.metrics.reloaded(resultFailure)
+		attrs := []any{"trigger", trigger, "error", err}
+		if d := st.scheduleRetry(); d > 0 {
+			attrs = append(attrs, "retry_in", d)
+		}
 		st.log.Error("mtlscreds: reload rejected; still serving the last good credentials",
-			append([]any{"trigger", trigger, "error", err}, st.cur.Load().logAttrs()...)...)
+			append(attrs, st.cur.Load().logAttrs()...)...)
 		return fmt.Errorf("mtlscreds: reload: %w", err)
 	}
+	st.stopRetry()
 	st.cur.Store(snap)
 	st.metrics.reloaded(resultSuccess)
 	st.log.Info("mtlscreds: credentials reloaded", append([]any{"trigger", trigger}, snap.logAttrs()...)...)
 	return nil
+}
+
+// scheduleRetry arms the retry timer with the next backoff delay and returns
+// it, or 0 when not watching (then reloads happen only when asked for) or
+// closed. reloadMu is held.
+func (st *state) scheduleRetry() time.Duration {
+	if st.closed || !st.watching {
+		return 0
+	}
+	st.retryDelay = min(max(2*st.retryDelay, minRetryDelay), maxRetryDelay)
+	if st.retry == nil {
+		st.retry = time.AfterFunc(st.retryDelay, func() { _ = st.reload(triggerRetry) })
+	} else {
+		st.retry.Reset(st.retryDelay)
+	}
+	return st.retryDelay
+}
+
+// stopRetry disarms the retry timer after a good reload. reloadMu is held.
+func (st *state) stopRetry() {
+	if st.retry != nil {
+		st.retry.Stop()
+	}
+	st.retryDelay = 0
 }

@@ -404,3 +404,34 @@ func TestExpiryGauges(t *testing.T) {
 		t.Fatalf("%s = %v, want both roots' expiry", metricRootExpiry, roots)
 	}
 }
+
+// TestRejectedSetIsRetried: a certificate that is not valid yet (the
+// issuer's clock runs ahead of ours) is rejected, then taken without any
+// file changing once it becomes valid.
+func TestRejectedSetIsRetried(t *testing.T) {
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	r := newRig(t, func(srv, cli *Options) {
+		srv.PollInterval, srv.now, cli.now = 0, clock, clock
+	})
+	future := oddLeaf(t, r.a, "server", func(c *x509.Certificate) {
+		c.NotBefore, c.NotAfter = time.Now().Add(10*time.Minute), time.Now().Add(2*time.Hour)
+	})
+	r.srvFiles.write(t, future, r.a.Root)
+	eventually(t, "the future certificate rejected", func() bool {
+		return r.srvObs.sum(t, metricReloads, "result=failure") > 0
+	})
+	if log := r.srvObs.log.String(); !strings.Contains(log, "retry_in=1s") {
+		t.Fatalf("the rejection does not announce a retry:\n%s", log)
+	}
+	skew.Store(int64(11 * time.Minute)) // the clients' 1h certificates stay valid
+	eventually(t, "the certificate taken by a retry", func() bool {
+		return r.srvObs.sum(t, metricReloads, "result=success") == 1
+	})
+	if got, want := r.serialOnNewConnection(t), future.Cert.SerialNumber.Text(16); got != want {
+		t.Fatalf("serving serial %s, want %s", got, want)
+	}
+	if !strings.Contains(r.srvObs.log.String(), "trigger=retry") {
+		t.Fatalf("the successful reload was not a retry:\n%s", r.srvObs.log.String())
+	}
+}
