@@ -239,6 +239,7 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 			st.log.Warn("mtlscreds: server in PERMISSIVE mode: clients without a certificate are accepted, unauthenticated; use it only while migrating callers to mTLS")
 		}
 	}
+	st.log.Info("mtlscreds: credentials loaded", snap.logAttrs()...)
 	if opts.PollInterval >= 0 {
 		st.watching = true
 		paths := []string{opts.CertFile, opts.KeyFile, opts.CAFile}
@@ -254,8 +255,12 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 			st.metrics.close()
 			return nil, fmt.Errorf("mtlscreds: %w", err)
 		}
+		// A change between the first load and the start of the watch
+		// would otherwise go unseen until the next one.
+		if now, err := st.readFiles(); err != nil || !now.equal(&snap.files) {
+			_ = st.reload(triggerWatch)
+		}
 	}
-	st.log.Info("mtlscreds: credentials loaded", snap.logAttrs()...)
 	return &Credentials{state: st, serverName: opts.ServerName}, nil
 }
 
