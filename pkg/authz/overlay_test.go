@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -287,5 +288,58 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReloadUnderLoad swaps the policy back and forth while calls are being
+// decided: under -race this checks the swap, and every decision must be one
+// that one whole generation of the policy makes.
+func TestReloadUnderLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	policies := []string{
+		`rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment]}}`, // payment and order may call
+		`rules: {"/authztest.v1.GuardedService/ByName": {revoke: [order]}}`,  // nobody may
+	}
+	writePolicy(t, path, policies[0])
+	a := authz.New(authz.Options{Logger: slog.New(slog.DiscardHandler), PolicyFile: path})
+	defer a.Close()
+	if err := a.Compile(newServer()); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for _, client := range []string{"order", "payment", "order", "admin"} {
+		ctx := peerCtx(t, client)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				err := a.Authorize(ctx, svc+"ByName")
+				if c := status.Code(err); c != codes.OK && c != codes.PermissionDenied || client == "admin" && c != codes.PermissionDenied {
+					errs <- fmt.Errorf("%s: %v", client, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 41 {
+		writePolicy(t, path, policies[i%2])
+		if err := a.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	// The last policy written (i = 40: policy 0) is the one in force.
+	if err := a.Authorize(peerCtx(t, "payment"), svc+"ByName"); err != nil {
+		t.Errorf("after the last reload: payment: %v", err)
 	}
 }
