@@ -93,6 +93,19 @@ func BenchmarkAuthz(b *testing.B) {
 		})
 	}
 	run("idwire-allow", orderCtx, idwire, false)
+	// Two connections of the same caller, taking turns: each call misses the
+	// rule's memory of the last identity it admitted and does the lookups.
+	b.Run("idwire-allow-alternating", func(b *testing.B) {
+		ctxs := [2]context.Context{orderCtx, captureCtx(b, mtlsCreds, "order")}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := idwire(ctxs[i&1], req, info, handler); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 	run("idwire-deny", paymentCtx, idwire, true)
 	// The fallback for servers on grpc-go's own TLS credentials: the
 	// certificate is parsed on every call.
