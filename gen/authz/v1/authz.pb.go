@@ -56,7 +56,8 @@ const (
 // A caller is refused if it matches deny; otherwise admitted if
 // allow_unauthenticated or allow_authenticated is set, or it matches allow;
 // refused otherwise. A certificate with several common names or several URI
-// SANs has no identity at all: it is treated as no certificate.
+// SANs names nobody: idwire's credentials refuse it at the handshake, and
+// with other TLS credentials the call is treated as having no certificate.
 type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Principals that may call.
