@@ -55,6 +55,9 @@ func callerName(t *testing.T, client string) string {
 	if err != nil {
 		return (*identity.Identity)(nil).String()
 	}
+	if id.CommonName == "" && id.SPIFFEID == "" {
+		return "dns:" + id.DNSNames[0] // identity.String is empty
+	}
 	return id.String()
 }
 
@@ -83,6 +86,8 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 		{method: "ByName", client: "dns-only-order", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
 		{method: "ByName", client: "dns-named-order", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
 		{method: "ByName", client: "", want: codes.Unauthenticated, source: "proto:method", reason: "certificate"},
+		{method: "ByName", client: "dns-only-nameless", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
+		{method: "ByDNS", client: "dns-only-nameless", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
 		// spiffe:// is the one URI SAN.
 		{method: "BySPIFFE", client: "order", want: codes.OK},
 		{method: "BySPIFFE", client: "spiffe-only-order", want: codes.OK},

@@ -154,6 +154,7 @@ var oddCerts = map[string]certSpec{
 	"team-b":            {cns: []string{"x"}, uris: []string{"spiffe://authz.test/team-b/one"}},
 	"team-b-other-td":   {cns: []string{"x"}, uris: []string{"spiffe://authz.test.evil/team-b/one"}},
 	"team-c":            {cns: []string{"x"}, dns: []string{"team-c.svc"}},
+	"dns-only-nameless": {dns: []string{"nobody.internal"}},
 	"several-cns":       {cns: []string{"order", "admin"}},
 	"several-uris":      {cns: []string{"x"}, uris: []string{"spiffe://authz.test/order", "spiffe://authz.test/admin"}},
 }
