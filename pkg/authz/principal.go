@@ -184,11 +184,13 @@ type prefixEntry struct {
 // and a short slice per kind for prefixes, so matching a caller is at most
 // three lookups and a few HasPrefix calls, none of which allocates.
 type matcher struct {
+	n                                 int // principals, so an empty list costs one comparison
 	cn, spiffe, dns                   map[string]*entry
 	cnPrefix, spiffePrefix, dnsPrefix []prefixEntry
 }
 
 func (m *matcher) add(p Principal, e entry) {
+	m.n++
 	switch p.Kind {
 	case CommonName:
 		if p.Prefix {
@@ -225,6 +227,9 @@ func addEntry(m map[string]*entry, k string, e *entry) map[string]*entry {
 // one kind are only ever compared with principals of that kind, and an
 // empty name (a certificate without a CN, say) matches nothing.
 func (m *matcher) match(id *identity.Identity) *entry {
+	if m.n == 0 {
+		return nil
+	}
 	if cn := id.CommonName; cn != "" {
 		if e := m.cn[cn]; e != nil {
 			return e
