@@ -76,11 +76,12 @@ type Options struct {
 // when the field is malformed.
 type CheckCompiler func(m protoreflect.MethodDescriptor, rule *authzv1.Rule) (Check, error)
 
-// Check runs on every call the principals admit (and in audit mode, on
-// every call), after them. id is nil for an unauthenticated caller of an
-// allow_unauthenticated method. A non-nil error refuses the call: a gRPC
-// status error is returned to the caller as it is, any other error becomes
-// codes.PermissionDenied; either way the error text is logged, not sent.
+// Check runs on every call the principals admit, after them. id is nil for
+// an unauthenticated caller of an allow_unauthenticated method. A non-nil
+// error refuses the call (in audit mode: logs a would-deny): a gRPC status
+// error is returned to the caller as it is, message included; any other
+// error becomes codes.PermissionDenied with the usual message, and its text
+// is only logged.
 type Check func(ctx context.Context, id *identity.Identity, fullMethod string) error
 
 // Source says where the rule that decided a call came from; it is logged
