@@ -103,6 +103,11 @@ func TestHandshakeOutcomes(t *testing.T) {
 				c.IsCA = true
 				c.KeyUsage |= x509.KeyUsageCertSign
 			}), nil)},
+		// It verifies, but names two identities: which would a rule match?
+		{name: "client cert with two URI SANs", wantErr: true, serverReason: reasonBadIdentity,
+			client: bare(odd("client", func(c *x509.Certificate) {
+				c.URIs = append(c.URIs, a.SPIFFEID("admin"))
+			}), nil)},
 		{name: "server name mismatch", client: ours(clientLeaf, nil), authority: "elsewhere",
 			wantErr: true, clientReason: reasonServerName},
 		{name: "server name from Options.ServerName", client: ours(clientLeaf, func(o *Options) { o.ServerName = "server" }),
@@ -356,4 +361,33 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestALPNIsRequired: gRPC over TLS needs h2; a TLS client that does not
+// offer it (here a bare crypto/tls client) is refused at the handshake.
+func TestALPNIsRequired(t *testing.T) {
+	a := newAuthority(t)
+	f := newFiles(t)
+	f.write(t, issue(t, a, "server"), a.Root)
+	o := f.options(false)
+	obs := observe(&o)
+	creds, err := NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creds.Close()
+	srv := startServer(t, ServerOptions(creds)...)
+	cfg := bareConfig(issue(t, a, "client"), "server", a.Root)
+	conn, err := tls.Dial("tcp", srv.addr, cfg)
+	if err == nil {
+		// TLS 1.3: the client finishes first; the server's refusal shows
+		// as the connection closing.
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("a client without ALPN was served")
+	}
+	eventually(t, "no_alpn counted", func() bool { return obs.sum(t, metricRejections, "reason="+reasonALPN) == 1 })
 }
