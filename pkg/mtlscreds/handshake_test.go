@@ -48,6 +48,20 @@ func TestHandshakeOutcomes(t *testing.T) {
 			return c
 		}
 	}
+	// oursWithCRL is ours with a CRL file, to check the server's revocation.
+	oursWithCRL := func(leaf *ca.Leaf, crl []byte) func(t *testing.T) credentials.TransportCredentials {
+		return func(t *testing.T) credentials.TransportCredentials {
+			f := newFiles(t)
+			f.write(t, leaf, a.Root)
+			f.writeCRL(t, crl)
+			c, err := NewClient(withLogger(f.options(true)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+	}
 	bare := func(leaf *ca.Leaf, edit func(*tls.Config)) func(t *testing.T) credentials.TransportCredentials {
 		return func(*testing.T) credentials.TransportCredentials {
 			cfg := bareConfig(leaf, "", a.Root)
@@ -126,6 +140,10 @@ func TestHandshakeOutcomes(t *testing.T) {
 		{name: "server cert without any extended key usage, by identity", wantErr: true, clientReason: reasonExtKeyUsage,
 			client:     ours(clientLeaf, func(o *Options) { o.ServerIdentity = "server" }),
 			bareServer: odd("server", func(c *x509.Certificate) { c.ExtKeyUsage = nil })},
+		{name: "server cert revoked by the client's CRL", wantErr: true, clientReason: reasonRevoked,
+			client: oursWithCRL(clientLeaf, crlPEM(t, a, time.Time{}, serverLeaf.Cert))},
+		{name: "server cert not revoked by the client's CRL", wantIdentity: "client",
+			client: oursWithCRL(clientLeaf, crlPEM(t, a, time.Time{}, revokedLeaf.Cert))},
 		{name: "server cert from unknown CA", wantErr: true, clientReason: reasonUnknownAuthority, client: ours(clientLeaf, nil),
 			bareServer: issue(t, other, "server")},
 		{name: "PERMISSIVE with a certificate", server: func(o *Options) { o.Mode = Permissive },
