@@ -32,7 +32,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // pki bootstraps a CA in a temporary folder with the given identities.
-func pki(t *testing.T, names ...string) string {
+func pki(t testing.TB, names ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ca")
 	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: "test.idwire", Names: names}); err != nil {
@@ -88,7 +88,7 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 }
 
 // start runs svc until the test ends.
-func start(t *testing.T, cfg server.Config, svc server.Service, logs io.Writer) *server.Server {
+func start(t testing.TB, cfg server.Config, svc server.Service, logs io.Writer) *server.Server {
 	t.Helper()
 	if logs == nil {
 		logs = io.Discard
