@@ -50,13 +50,17 @@ func Dial(target string, cfg ClientConfig, opts ...grpc.DialOption) (*Conn, erro
 	if logger == nil {
 		logger = slog.Default()
 	}
-	creds, err := mtlscreds.NewClient(mtlscreds.Options{
+	opt := mtlscreds.Options{
 		CertFile:       cfg.CertFile,
 		KeyFile:        cfg.KeyFile,
 		CAFile:         cfg.CAFile,
 		ServerIdentity: cfg.ServerIdentity,
 		Logger:         logger,
-	})
+	}
+	if cfg.telemetry != nil {
+		opt.MeterProvider = cfg.telemetry.MeterProvider()
+	}
+	creds, err := mtlscreds.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("client credentials for %s (cert %s, key %s, ca %s): %w", target, cfg.CertFile, cfg.KeyFile, cfg.CAFile, err)
 	}
