@@ -321,8 +321,9 @@ func (s *Server) release(ctx context.Context) {
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		_ = s.metrics.Shutdown(shutCtx)
 		cancel()
-	} else if s.metLis != nil {
-		s.metLis.Close()
+	}
+	if s.metLis != nil {
+		s.metLis.Close() // not closed by the http.Server when Serve never ran
 	}
 	if s.rt != nil {
 		if err := s.rt.closeConns(); err != nil {

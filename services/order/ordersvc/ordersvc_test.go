@@ -3,6 +3,7 @@ package ordersvc_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,5 +213,13 @@ func TestDependencyDown(t *testing.T) {
 	_, err := e.orders.CreateOrder(context.Background(), &orderv1.CreateOrderRequest{UserId: uid, Description: "Pen", AmountMinor: 100, CurrencyCode: "EUR"})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("CreateOrder with user down: %v, want Unavailable", err)
+	}
+}
+
+func TestServiceNeedsPeerAddresses(t *testing.T) {
+	svc := ordersvc.Service(&ordersvc.Peers{UserAddr: "127.0.0.1:1"})
+	err := svc.Register(nil)
+	if err == nil || !strings.Contains(err.Error(), "--payment-addr (PAYMENT_ADDR)") {
+		t.Errorf("Register without a payment address: %v; want an error naming --payment-addr", err)
 	}
 }

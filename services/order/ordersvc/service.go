@@ -1,6 +1,7 @@
 package ordersvc
 
 import (
+	"errors"
 	"flag"
 
 	orderv1 "github.com/idwire/idwire/gen/order/v1"
@@ -45,6 +46,9 @@ func Service(p *Peers) server.Service {
 		DefaultListen: DefaultListen,
 		Flags:         p.RegisterFlags,
 		Register: func(rt *server.Runtime) error {
+			if p.UserAddr == "" || p.PaymentAddr == "" {
+				return errors.New("--user-addr (USER_ADDR) and --payment-addr (PAYMENT_ADDR) are required")
+			}
 			users, err := rt.Dial(p.UserAddr, or(p.UserIdentity, "user"))
 			if err != nil {
 				return err
