@@ -30,6 +30,10 @@ else
   exit 3
 fi
 
+# Images left dangling by this run (the build stage, a replaced idwire:dev
+# or stand-in) are removed at the end; those dangling before are not ours.
+dangling_before=$(docker images -q -f dangling=true | sort -u)
+
 if [ "${STANDINS:-1}" = 1 ]; then
   "$repo/deploy/compose-test/standins.sh"
 fi
@@ -44,6 +48,7 @@ teardown() {
   fi
   log "tearing down"
   dc down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+  comm -13 <(echo "$dangling_before") <(docker images -q -f dangling=true | sort -u) | xargs -r docker rmi >/dev/null 2>&1 || true
 }
 trap teardown EXIT
 # A previous run that was killed may have left containers or volumes.
