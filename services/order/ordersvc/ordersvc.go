@@ -7,8 +7,6 @@ package ordersvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
@@ -23,6 +21,8 @@ import (
 	orderv1 "github.com/idwire/idwire/gen/order/v1"
 	paymentv1 "github.com/idwire/idwire/gen/payment/v1"
 	userv1 "github.com/idwire/idwire/gen/user/v1"
+	"github.com/idwire/idwire/services/internal/ids"
+	"github.com/idwire/idwire/services/internal/money"
 )
 
 const (
@@ -66,10 +66,8 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 		return nil, status.Error(codes.InvalidArgument, "description is required")
 	case utf8.RuneCountInString(desc) > maxDescription:
 		return nil, status.Errorf(codes.InvalidArgument, "description is longer than %d characters", maxDescription)
-	case req.GetAmountMinor() <= 0:
-		return nil, status.Errorf(codes.InvalidArgument, "amount_minor must be positive, got %d", req.GetAmountMinor())
 	}
-	if err := validateCurrency(req.GetCurrencyCode()); err != nil {
+	if err := money.Validate(req.GetAmountMinor(), req.GetCurrencyCode()); err != nil {
 		return nil, err
 	}
 
@@ -80,7 +78,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 		return nil, upstream(userv1.UserService_GetUser_FullMethodName, err)
 	}
 
-	id := newID("ord_")
+	id := ids.New("ord_")
 	charged, err := s.payments.Charge(ctx, &paymentv1.ChargeRequest{
 		OrderId:      id,
 		UserId:       req.GetUserId(),
@@ -183,19 +181,4 @@ func upstream(method string, err error) error {
 	return status.Error(code, fmt.Sprintf("calling %s: %s: %s", method, st.Code(), st.Message()))
 }
 
-func validateCurrency(c string) error {
-	if len(c) != 3 || !isUpper(c[0]) || !isUpper(c[1]) || !isUpper(c[2]) {
-		return status.Errorf(codes.InvalidArgument, "currency_code %q is not three upper-case letters (ISO 4217, e.g. EUR)", c)
-	}
-	return nil
-}
-
-func isUpper(b byte) bool { return b >= 'A' && b <= 'Z' }
-
 func clone(o *orderv1.Order) *orderv1.Order { return proto.Clone(o).(*orderv1.Order) }
-
-func newID(prefix string) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return prefix + hex.EncodeToString(b[:])
-}

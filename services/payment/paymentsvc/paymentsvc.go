@@ -6,8 +6,6 @@ package paymentsvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -18,6 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	paymentv1 "github.com/idwire/idwire/gen/payment/v1"
+	"github.com/idwire/idwire/services/internal/ids"
+	"github.com/idwire/idwire/services/internal/money"
 )
 
 const maxReason = 200
@@ -47,10 +47,8 @@ func (s *Server) Charge(_ context.Context, req *paymentv1.ChargeRequest) (*payme
 		return nil, status.Error(codes.InvalidArgument, "order_id is required")
 	case req.GetUserId() == "":
 		return nil, status.Error(codes.InvalidArgument, "user_id is required")
-	case req.GetAmountMinor() <= 0:
-		return nil, status.Errorf(codes.InvalidArgument, "amount_minor must be positive, got %d", req.GetAmountMinor())
 	}
-	if err := validateCurrency(req.GetCurrencyCode()); err != nil {
+	if err := money.Validate(req.GetAmountMinor(), req.GetCurrencyCode()); err != nil {
 		return nil, err
 	}
 
@@ -64,7 +62,7 @@ func (s *Server) Charge(_ context.Context, req *paymentv1.ChargeRequest) (*payme
 		return &paymentv1.ChargeResponse{Payment: clone(p)}, nil
 	}
 	p := &paymentv1.Payment{
-		Id:           newID("pay_"),
+		Id:           ids.New("pay_"),
 		OrderId:      req.GetOrderId(),
 		UserId:       req.GetUserId(),
 		AmountMinor:  req.GetAmountMinor(),
@@ -115,23 +113,6 @@ func (s *Server) GetPayment(_ context.Context, req *paymentv1.GetPaymentRequest)
 	return &paymentv1.GetPaymentResponse{Payment: clone(p)}, nil
 }
 
-// validateCurrency accepts the shape of an ISO 4217 code: three upper-case
-// ASCII letters. Which codes exist is not this example's business.
-func validateCurrency(c string) error {
-	if len(c) != 3 || !isUpper(c[0]) || !isUpper(c[1]) || !isUpper(c[2]) {
-		return status.Errorf(codes.InvalidArgument, "currency_code %q is not three upper-case letters (ISO 4217, e.g. EUR)", c)
-	}
-	return nil
-}
-
-func isUpper(b byte) bool { return b >= 'A' && b <= 'Z' }
-
 // clone copies a stored payment so that the response marshalled after the
 // lock is released never races with a later refund.
 func clone(p *paymentv1.Payment) *paymentv1.Payment { return proto.Clone(p).(*paymentv1.Payment) }
-
-func newID(prefix string) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return prefix + hex.EncodeToString(b[:])
-}

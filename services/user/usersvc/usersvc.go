@@ -6,8 +6,6 @@ package usersvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	userv1 "github.com/idwire/idwire/gen/user/v1"
+	"github.com/idwire/idwire/services/internal/ids"
 )
 
 const maxDisplayName = 100
@@ -54,7 +53,7 @@ func (s *Server) CreateUser(_ context.Context, req *userv1.CreateUserRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "display_name is longer than %d characters", maxDisplayName)
 	}
 	key := strings.ToLower(email)
-	u := &userv1.User{Id: newID("usr_"), Email: email, DisplayName: name, CreateTime: timestamppb.New(s.now())}
+	u := &userv1.User{Id: ids.New("usr_"), Email: email, DisplayName: name, CreateTime: timestamppb.New(s.now())}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -108,10 +107,4 @@ func validateEmail(email string) error {
 		return status.Errorf(codes.InvalidArgument, "email %q is not an address like name@example.com", email)
 	}
 	return nil
-}
-
-func newID(prefix string) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return prefix + hex.EncodeToString(b[:])
 }
