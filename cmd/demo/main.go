@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/server"
 	"github.com/idwire/idwire/services/order/ordersvc"
 	"github.com/idwire/idwire/services/payment/paymentsvc"
@@ -194,7 +195,7 @@ func foreignIdentity(dir, bundle string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ours, err := ca.ParseCerts(pem)
+	ours, err := pemfile.ParseCerts(pem)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", bundle, err)
 	}

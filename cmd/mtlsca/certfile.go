@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // readCertFile reads every certificate of a PEM file; errors name the file.
@@ -14,7 +14,7 @@ func readCertFile(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := ca.ParseCerts(data)
+	certs, err := pemfile.ParseCerts(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -59,13 +61,23 @@ func runVerify(e *env, c *command, args []string) int {
 	}
 	var crl *x509.RevocationList
 	if crlPath != "" {
+		var lists []*x509.RevocationList
 		data, err := os.ReadFile(crlPath)
 		if err == nil {
-			crl, err = ca.ParseCRL(data)
+			lists, err = pemfile.ParseCRLs(data)
 		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca verify: --crl %s: %v\n", crlPath, err)
 			return exitUsage
+		}
+		// A CRL file may hold several issuers' lists: check against the
+		// leaf issuer's, or the first when none names it.
+		crl = lists[0]
+		for _, l := range lists {
+			if bytes.Equal(l.RawIssuer, certs[0].RawIssuer) {
+				crl = l
+				break
+			}
 		}
 	}
 	checks := verifyChecks(certs, roots, crl, ekus, dns, spiffeID, e.now())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // cli runs mtlsca in-process at a fixed time (zero means the real clock).
@@ -299,7 +300,7 @@ func TestVerifySaysWhatFailed(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := filepath.Join(t.TempDir(), name+".crt")
-		if err := os.WriteFile(p, ca.EncodeCerts(cert, s.Authority.Intermediate), 0o644); err != nil {
+		if err := os.WriteFile(p, pemfile.EncodeCerts(cert, s.Authority.Intermediate), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return p

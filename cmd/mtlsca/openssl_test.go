@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // openssl runs the real openssl: interop with a tool we did not write.
@@ -36,7 +37,7 @@ func TestOpenSSLInterop(t *testing.T) {
 				t.Fatalf("tls.crt holds %d certificates, want leaf and intermediate", len(chain))
 			}
 			untrusted := filepath.Join(t.TempDir(), "intermediate.pem")
-			if err := os.WriteFile(untrusted, ca.EncodeCerts(chain[1]), 0o644); err != nil {
+			if err := os.WriteFile(untrusted, pemfile.EncodeCerts(chain[1]), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			bundle, leaf := filepath.Join(id, ca.BundleFile), filepath.Join(id, ca.CertFile)
@@ -113,7 +114,7 @@ func TestOpenSSLReadsTheCRL(t *testing.T) {
 
 	crl := filepath.Join(dir, ca.CRLFile)
 	untrusted := filepath.Join(t.TempDir(), "intermediate.pem")
-	if err := os.WriteFile(untrusted, ca.EncodeCerts(order[1]), 0o644); err != nil {
+	if err := os.WriteFile(untrusted, pemfile.EncodeCerts(order[1]), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	text, err := openssl(t, "crl", "-in", crl, "-text", "-noout", "-CAfile", untrusted)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // DefaultRenewFraction is the part of a certificate's lifetime after which it
@@ -320,7 +322,7 @@ func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error
 		}
 		cert = leaf.Cert
 	} else {
-		want := EncodeCerts(s.Bundle...)
+		want := pemfile.EncodeCerts(s.Bundle...)
 		have, err := os.ReadFile(filepath.Join(dir, BundleFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return r, err
@@ -355,7 +357,7 @@ func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x
 	if err != nil {
 		return fmt.Sprintf("key unreadable: %v", err), cert, nil
 	}
-	key, err := ParseKey(keyData)
+	key, err := pemfile.ParseKey(keyData)
 	if err != nil {
 		return fmt.Sprintf("key unreadable: %v", err), cert, nil
 	}

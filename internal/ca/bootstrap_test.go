@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // snapshot returns the content of every file under dir.
@@ -74,7 +76,7 @@ func TestBootstrapIsIdempotent(t *testing.T) {
 			t.Errorf("%s: key mode %v, folder mode %v", name, tree[KeyFile].Perm(), tree["."].Perm())
 		}
 		keyData, _ := os.ReadFile(filepath.Join(dir, name, KeyFile))
-		key, err := ParseKey(keyData)
+		key, err := pemfile.ParseKey(keyData)
 		if err != nil {
 			t.Fatal(err)
 		}

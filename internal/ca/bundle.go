@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // Root rotation happens in three steps, each one safe on its own:
@@ -46,7 +48,7 @@ func (s *Store) AddRoots(roots []*x509.Certificate, now time.Time) (added []*x50
 			return nil
 		}
 		s.Bundle = bundle
-		return WriteFile(s.Path(BundleFile), EncodeCerts(bundle...), 0o644)
+		return WriteFile(s.Path(BundleFile), pemfile.EncodeCerts(bundle...), 0o644)
 	})
 	return added, err
 }
@@ -179,7 +181,7 @@ func (s *Store) PruneRoots(now time.Time, dryRun bool) (*PruneResult, error) {
 			return nil
 		}
 		s.Bundle = keep
-		return WriteFile(s.Path(BundleFile), EncodeCerts(keep...), 0o644)
+		return WriteFile(s.Path(BundleFile), pemfile.EncodeCerts(keep...), 0o644)
 	})
 	if err != nil {
 		return nil, err

@@ -292,17 +292,6 @@ func (s *Store) WriteCRL(path string, now time.Time, validity time.Duration) err
 	return WriteFile(path, crl, 0o644)
 }
 
-// ParseCRL reads a PEM (or DER) CRL.
-func ParseCRL(data []byte) (*x509.RevocationList, error) {
-	if block, _ := pem.Decode(data); block != nil {
-		if block.Type != "X509 CRL" {
-			return nil, fmt.Errorf("PEM block is %q, want \"X509 CRL\"", block.Type)
-		}
-		data = block.Bytes
-	}
-	return x509.ParseRevocationList(data)
-}
-
 // locked runs f holding an exclusive lock on the CA directory, so that two
 // mtlsca processes (a renew --watch and a revoke) never lose each other's
 // update of the JSON databases or the bundle.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // The layout of a CA directory. Identity folders (DIR/NAME/) live beside the
@@ -164,7 +166,7 @@ func initLocked(dir string, opts Options) (*Store, error) {
 	if err := writeCA(stage, a); err != nil {
 		return nil, err
 	}
-	if err := WriteFile(filepath.Join(stage, BundleFile), EncodeCerts(a.Root), 0o644); err != nil {
+	if err := WriteFile(filepath.Join(stage, BundleFile), pemfile.EncodeCerts(a.Root), 0o644); err != nil {
 		return nil, err
 	}
 	if err := writeJSON(filepath.Join(stage, RevokedFile), &revokedDB{}); err != nil {
@@ -199,14 +201,14 @@ func writeCA(dir string, a *Authority) error {
 	if err := writeKey(filepath.Join(dir, IntermediateKey), a.IntermediateKey); err != nil {
 		return err
 	}
-	if err := WriteFile(filepath.Join(dir, RootCertFile), EncodeCerts(a.Root), 0o644); err != nil {
+	if err := WriteFile(filepath.Join(dir, RootCertFile), pemfile.EncodeCerts(a.Root), 0o644); err != nil {
 		return err
 	}
-	return WriteFile(filepath.Join(dir, IntermediateCert), EncodeCerts(a.Intermediate), 0o644)
+	return WriteFile(filepath.Join(dir, IntermediateCert), pemfile.EncodeCerts(a.Intermediate), 0o644)
 }
 
 func writeKey(path string, key crypto.Signer) error {
-	pemKey, err := EncodeKey(key)
+	pemKey, err := pemfile.EncodeKey(key)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -291,7 +293,7 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := ParseCerts(data)
+	certs, err := pemfile.ParseCerts(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
@@ -313,7 +315,7 @@ func readKey(path string, cert *x509.Certificate, certPath string) (crypto.Signe
 	if err != nil {
 		return nil, err
 	}
-	key, err := ParseKey(data)
+	key, err := pemfile.ParseKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: corrupt or unreadable key: %v", path, err)
 	}

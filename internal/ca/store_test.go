@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // listTree returns every path under dir with its mode, for before/after
@@ -120,7 +122,7 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey, err := EncodeKey(other.IntermediateKey)
+	otherKey, err := pemfile.EncodeKey(other.IntermediateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,10 +155,10 @@ func TestLoadErrorsNameTheFile(t *testing.T) {
 		{"corrupt root certificate", func(t *testing.T, dir string) { writeT(t, filepath.Join(dir, RootCertFile), "garbage") },
 			"root.crt: no PEM CERTIFICATE block found", false},
 		{"bundle without root", func(t *testing.T, dir string) {
-			writeT(t, filepath.Join(dir, BundleFile), string(EncodeCerts(other.Root)))
+			writeT(t, filepath.Join(dir, BundleFile), string(pemfile.EncodeCerts(other.Root)))
 		}, "ca.crt does not hold the current root", false},
 		{"intermediate of another root", func(t *testing.T, dir string) {
-			writeT(t, filepath.Join(dir, IntermediateCert), string(EncodeCerts(other.Intermediate)))
+			writeT(t, filepath.Join(dir, IntermediateCert), string(pemfile.EncodeCerts(other.Intermediate)))
 			writeT(t, filepath.Join(dir, IntermediateKey), string(otherKey))
 		}, "intermediate.crt is not signed by", false},
 	} {

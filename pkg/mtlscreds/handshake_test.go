@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -324,18 +325,18 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 		{"missing CA bundle", func(t *testing.T, f files) { os.Remove(f.ca) }, nil, []string{"CA file", "ca.crt"}},
 		{"empty CA bundle", func(t *testing.T, f files) { mustWrite(t, f.ca, nil) }, nil, []string{"CA file", "ca.crt", "empty"}},
 		{"CA bundle not PEM", func(t *testing.T, f files) { mustWrite(t, f.ca, []byte("garbage\n")) }, nil, []string{"CA file", "ca.crt"}},
-		{"CA bundle holding a leaf", func(t *testing.T, f files) { mustWrite(t, f.ca, ca.EncodeCerts(other.Cert)) }, nil,
+		{"CA bundle holding a leaf", func(t *testing.T, f files) { mustWrite(t, f.ca, pemfile.EncodeCerts(other.Cert)) }, nil,
 			[]string{"CA file", "not a CA"}},
 		{"half-written certificate", func(t *testing.T, f files) {
 			b, _ := os.ReadFile(f.cert)
 			mustWrite(t, f.cert, b[:len(b)/3])
 		}, nil, []string{"certificate file", "tls.crt"}},
 		{"key of another certificate", func(t *testing.T, f files) {
-			k, _ := ca.EncodeKey(other.Key)
+			k, _ := pemfile.EncodeKey(other.Key)
 			mustWrite(t, f.key, k)
 		}, nil, []string{"key file", "does not match", "tls.crt"}},
 		{"certificate from another CA", func(t *testing.T, f files) {
-			mustWrite(t, f.ca, ca.EncodeCerts(newAuthority(t).Root))
+			mustWrite(t, f.ca, pemfile.EncodeCerts(newAuthority(t).Root))
 		}, nil, []string{"certificate file", "does not chain", "ca.crt"}},
 		{"expired certificate", func(t *testing.T, f files) {
 			f.write(t, oddLeaf(t, a, "server", func(c *x509.Certificate) {

@@ -5,13 +5,12 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
-	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // fileSet is the raw content of the files, kept to tell a change from a
@@ -81,16 +80,16 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		name, path string
 		data       []byte
 	}{{"certificate file", o.CertFile, f.cert}, {"key file", o.KeyFile, f.key}, {"CA file", o.CAFile, f.ca}, {"CRL file", o.CRLFile, f.crl}} {
-		if err := complete(c.data); err != nil {
+		if err := pemfile.Complete(c.data); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", c.name, c.path, err)
 		}
 	}
-	chain, err := ca.ParseCerts(f.cert)
+	chain, err := pemfile.ParseCerts(f.cert)
 	if err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
 	}
 	leaf := chain[0]
-	key, err := ca.ParseKey(f.key)
+	key, err := pemfile.ParseKey(f.key)
 	if err != nil {
 		return nil, fmt.Errorf("key file %s: %w", o.KeyFile, err)
 	}
@@ -101,7 +100,7 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 	if len(bytes.TrimSpace(f.ca)) == 0 {
 		return nil, fmt.Errorf("CA file %s is empty", o.CAFile)
 	}
-	roots, err := ca.ParseCerts(f.ca)
+	roots, err := pemfile.ParseCerts(f.ca)
 	if err != nil {
 		return nil, fmt.Errorf("CA file %s: %w", o.CAFile, err)
 	}
@@ -184,7 +183,7 @@ func (st *state) buildConfig(s *snapshot) *tls.Config {
 // a CRL past its next update rejects the file. CRLs of other issuers are
 // verified at the first handshake that needs them.
 func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate, now time.Time) error {
-	lists, err := parseCRLs(data)
+	lists, err := pemfile.ParseCRLs(data)
 	if err != nil {
 		return fmt.Errorf("CRL file %s: %w", file, err)
 	}
@@ -230,60 +229,6 @@ func sameKeyID(issuer *x509.Certificate, l *x509.RevocationList) bool {
 		return true
 	}
 	return bytes.Equal(issuer.SubjectKeyId, l.AuthorityKeyId)
-}
-
-func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("empty")
-	}
-	var lists []*x509.RevocationList
-	rest := data
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "X509 CRL" {
-			continue
-		}
-		l, err := x509.ParseRevocationList(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %w", n, err)
-		}
-		lists = append(lists, l)
-	}
-	if lists != nil {
-		return lists, nil
-	}
-	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN")) {
-		return nil, errors.New("no PEM X509 CRL block found")
-	}
-	l, err := x509.ParseRevocationList(data)
-	if err != nil {
-		return nil, fmt.Errorf("neither PEM nor DER: %w", err)
-	}
-	return []*x509.RevocationList{l}, nil
-}
-
-// complete refuses PEM data with the start of a block left after its last
-// complete block, which is how a file caught half-written looks: the PEM
-// decoder silently stops at a truncated block. Other trailing text
-// (comments some tools add) is allowed.
-func complete(data []byte) error {
-	rest := data
-	blocks := 0
-	for {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		blocks++
-	}
-	if blocks > 0 && bytes.Contains(rest, []byte("-----")) {
-		return fmt.Errorf("%d bytes after the last complete PEM block: the file is truncated or half-written", len(rest))
-	}
-	return nil
 }
 
 // verifyError adds what an x509 error means for a set being loaded.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // rig is an idwire server and client on loopback, both from files.
@@ -68,11 +69,11 @@ func TestReloadRejectsBadSetsAndKeepsTheLastGood(t *testing.T) {
 		wantErr string
 	}{
 		{"half-written certificate", func(t *testing.T, r *rig) {
-			b := ca.EncodeCerts(issue(t, r.a, "server").Chain...)
+			b := pemfile.EncodeCerts(issue(t, r.a, "server").Chain...)
 			mustWrite(t, r.srvFiles.cert, b[:len(b)/2])
 		}, "certificate file"},
 		{"key and certificate mismatched", func(t *testing.T, r *rig) {
-			k, _ := ca.EncodeKey(issue(t, r.a, "server").Key)
+			k, _ := pemfile.EncodeKey(issue(t, r.a, "server").Key)
 			mustWrite(t, r.srvFiles.key, k)
 		}, "does not match"},
 		{"expired certificate", func(t *testing.T, r *rig) {
@@ -82,7 +83,7 @@ func TestReloadRejectsBadSetsAndKeepsTheLastGood(t *testing.T) {
 		}, "expired"},
 		{"empty CA bundle", func(t *testing.T, r *rig) { mustWrite(t, r.srvFiles.ca, nil) }, "empty"},
 		{"bundle that does not hold our root", func(t *testing.T, r *rig) {
-			mustWrite(t, r.srvFiles.ca, ca.EncodeCerts(newAuthority(t).Root))
+			mustWrite(t, r.srvFiles.ca, pemfile.EncodeCerts(newAuthority(t).Root))
 		}, "does not chain"},
 		{"key file removed", func(t *testing.T, r *rig) { os.Remove(r.srvFiles.key) }, "key file"},
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // TestRotationUnderLoad rotates the server certificate 50 times through the
@@ -103,11 +103,11 @@ func TestRotationUnderLoad(t *testing.T) {
 		apply func()
 	}{
 		{"half-written certificate", func() {
-			b := ca.EncodeCerts(issue(t, a, "server").Chain...)
+			b := pemfile.EncodeCerts(issue(t, a, "server").Chain...)
 			mustWrite(t, srvFiles.cert, b[:len(b)*2/3]) // in place, not atomically
 		}},
 		{"key of another certificate", func() {
-			k, _ := ca.EncodeKey(issue(t, a, "server").Key)
+			k, _ := pemfile.EncodeKey(issue(t, a, "server").Key)
 			mustWrite(t, srvFiles.key, k)
 		}},
 		{"expired certificate", func() {

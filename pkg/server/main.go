@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/idwire/idwire/internal/pemfile"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -171,14 +170,11 @@ func certName(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return "", errors.New("no PEM CERTIFICATE block")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	chain, err := pemfile.ParseCerts(data)
 	if err != nil {
 		return "", err
 	}
+	cert := chain[0]
 	if cert.Subject.CommonName == "" {
 		return "", errors.New("certificate has no common name")
 	}
