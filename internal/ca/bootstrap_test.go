@@ -204,7 +204,12 @@ func TestRenew(t *testing.T) {
 	}{
 		{"not due", RenewOptions{Name: "svc", Now: t0.Add(30 * time.Minute)}, Unchanged},
 		{"forced", RenewOptions{Name: "svc", Now: t0.Add(30 * time.Minute), Force: true}, Renewed},
-		{"lower fraction", RenewOptions{Name: "svc", Now: t0.Add(70 * time.Minute), Fraction: 0.4}, Renewed},
+		// The forced renewal runs from +29m to +90m: at +60m it is due
+		// after 0.4 of its lifetime (+53m) but not after 2/3 (+70m).
+		{"default fraction", RenewOptions{Name: "svc", Now: t0.Add(60 * time.Minute)}, Unchanged},
+		{"lower fraction", RenewOptions{Name: "svc", Now: t0.Add(60 * time.Minute), Fraction: 0.4}, Renewed},
+		// Renewed at +60m, the certificate is due at +100m: only RenewAt
+		// makes it due at +80m.
 		{"jittered time", RenewOptions{Name: "svc", Now: t0.Add(80 * time.Minute), RenewAt: t0.Add(79 * time.Minute)}, Renewed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"crypto/x509"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,5 +52,29 @@ func TestIssueRejects(t *testing.T) {
 		if _, err := a.Issue(req); err == nil {
 			t.Errorf("Issue(%+v) succeeded, want an error", req)
 		}
+	}
+}
+
+// A certificate never outlives its issuer: the intermediate is cut at the
+// root's expiry, a leaf at the intermediate's, and an expired intermediate
+// issues nothing.
+func TestLifetimeCutAtIssuerExpiry(t *testing.T) {
+	t0 := time.Now()
+	a, err := New(Options{TrustDomain: "example.org", RootTTL: 3 * time.Hour, IntermediateTTL: 24 * time.Hour, Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Intermediate.NotAfter.Equal(a.Root.NotAfter) {
+		t.Errorf("intermediate expires %s, root %s: want the intermediate cut at the root's expiry", a.Intermediate.NotAfter, a.Root.NotAfter)
+	}
+	leaf, err := a.Issue(IssueRequest{Name: "order", Now: t0.Add(2 * time.Hour)}) // 24h asked, 1h left
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !leaf.Cert.NotAfter.Equal(a.Intermediate.NotAfter) {
+		t.Errorf("leaf expires %s, intermediate %s: want the leaf cut at its issuer's expiry", leaf.Cert.NotAfter, a.Intermediate.NotAfter)
+	}
+	if _, err := a.Issue(IssueRequest{Name: "order", Now: t0.Add(3 * time.Hour)}); err == nil || !strings.Contains(err.Error(), "the issuing CA expired") {
+		t.Errorf("Issue after the intermediate expired: %v", err)
 	}
 }
