@@ -93,10 +93,18 @@ func TestParseRefusesBadFiles(t *testing.T) {
 		})
 	}
 	// DER and PEM CRLs both parse, and a file may hold several.
-	for name, data := range map[string][]byte{"der": crl, "pem": pemCRL(crl), "two pem": bytes.Repeat(pemCRL(crl), 2)} {
-		lists, err := ParseCRLs(data)
-		if err != nil || len(lists) == 0 {
-			t.Errorf("ParseCRLs(%s) = %d lists, %v", name, len(lists), err)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"der", crl, 1},
+		{"pem", pemCRL(crl), 1},
+		{"two pem", bytes.Repeat(pemCRL(crl), 2), 2},
+	} {
+		lists, err := ParseCRLs(tc.data)
+		if err != nil || len(lists) != tc.want {
+			t.Errorf("ParseCRLs(%s) = %d lists, %v; want %d", tc.name, len(lists), err, tc.want)
 		}
 	}
 }
