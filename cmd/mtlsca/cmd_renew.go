@@ -87,17 +87,7 @@ func runRenew(e *env, c *command, args []string) int {
 // retried: a renewal daemon that exits leaves certificates to expire.
 func (e *env) watch(c *command, f renewFlags, names []string) int {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("cmd", "mtlsca renew")
-	renewAt := map[string]time.Time{} // by serial
-	jittered := func(cert *x509.Certificate) time.Time {
-		serial := ca.FormatSerial(cert.SerialNumber)
-		if at, ok := renewAt[serial]; ok {
-			return at
-		}
-		life := cert.NotAfter.Sub(cert.NotBefore)
-		at := ca.RenewalTime(cert, f.fraction).Add(-time.Duration(rand.Float64() * f.jitter * float64(life)))
-		renewAt[serial] = at
-		return at
-	}
+	sched := &schedule{fraction: f.fraction, jitter: f.jitter, rand: rand.Float64, at: map[string]time.Time{}}
 	for {
 		next := e.now().Add(f.interval)
 		s, err := loadCA(f.dir)
@@ -111,7 +101,10 @@ func (e *env) watch(c *command, f renewFlags, names []string) int {
 			}
 			var at time.Time
 			if cert := currentCert(s, n, f.out); cert != nil {
-				at = jittered(cert)
+				at = sched.due(cert)
+				// Still current if the renewal fails: keep its draw
+				// rather than draw a later time for a certificate due now.
+				current[ca.FormatSerial(cert.SerialNumber)] = true
 			}
 			r, err := s.Renew(ca.RenewOptions{Name: n, Dir: f.out, TTL: f.ttl, KeyType: f.kt, Fraction: f.fraction, RenewAt: at, Now: e.now()})
 			if err != nil {
@@ -124,15 +117,13 @@ func (e *env) watch(c *command, f renewFlags, names []string) int {
 			}
 			if cert := currentCert(s, n, f.out); cert != nil {
 				current[ca.FormatSerial(cert.SerialNumber)] = true
-				if due := jittered(cert); due.Before(next) {
+				if due := sched.due(cert); due.Before(next) {
 					next = due
 				}
 			}
 		}
-		for serial := range renewAt {
-			if !current[serial] {
-				delete(renewAt, serial)
-			}
+		if s != nil {
+			sched.keepOnly(current)
 		}
 		t := time.NewTimer(max(next.Sub(e.now()), time.Second))
 		select {
@@ -141,6 +132,36 @@ func (e *env) watch(c *command, f renewFlags, names []string) int {
 			log.Info("stopped")
 			return exitOK
 		case <-t.C:
+		}
+	}
+}
+
+// schedule is when --watch renews each certificate: its renewal time less a
+// random part of up to jitter of its lifetime. The draw is made once per
+// certificate (by serial): drawing again at every check would make an early
+// renewal ever more likely the more often it checks.
+type schedule struct {
+	fraction, jitter float64
+	rand             func() float64 // in [0, 1)
+	at               map[string]time.Time
+}
+
+func (s *schedule) due(cert *x509.Certificate) time.Time {
+	serial := ca.FormatSerial(cert.SerialNumber)
+	if at, ok := s.at[serial]; ok {
+		return at
+	}
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	at := ca.RenewalTime(cert, s.fraction).Add(-time.Duration(s.rand() * s.jitter * float64(life)))
+	s.at[serial] = at
+	return at
+}
+
+// keepOnly forgets the certificates that are no longer current.
+func (s *schedule) keepOnly(current map[string]bool) {
+	for serial := range s.at {
+		if !current[serial] {
+			delete(s.at, serial)
 		}
 	}
 }
