@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // runBundle rotates the trust bundle DIR/ca.crt; see docs/ca.md for the
@@ -53,7 +54,7 @@ func bundleAdd(e *env, c *command, args []string) int {
 	}
 	var roots []*x509.Certificate
 	for _, f := range files {
-		certs, err := readCertFile(f)
+		certs, err := pemfile.ReadCerts(f)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca %s: %v\n", c.name, err)
 			return exitUsage

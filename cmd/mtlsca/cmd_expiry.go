@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // runExpiry is for cron and CI: exit 0 when every certificate of every file
@@ -20,7 +22,7 @@ func runExpiry(e *env, c *command, args []string) int {
 	now := e.now()
 	worst := exitOK
 	for _, f := range files {
-		certs, err := readCertFile(f)
+		certs, err := pemfile.ReadCerts(f)
 		if err != nil {
 			fmt.Fprintf(e.stdout, "ERROR    %s: %v\n", f, err)
 			worst = max(worst, exitExpired)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // certInfo is what inspect prints, and its --json form.
@@ -69,7 +70,7 @@ func runInspect(e *env, c *command, args []string) int {
 	now := e.now()
 	var all []certInfo
 	for _, f := range files {
-		certs, err := readCertFile(f)
+		certs, err := pemfile.ReadCerts(f)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca inspect: %v\n", err)
 			return exitUsage

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 type renewFlags struct {
@@ -172,7 +173,7 @@ func currentCert(s *ca.Store, name, out string) *x509.Certificate {
 	if dir == "" {
 		dir = s.Path(name)
 	}
-	certs, err := readCertFile(filepath.Join(dir, ca.CertFile))
+	certs, err := pemfile.ReadCerts(filepath.Join(dir, ca.CertFile))
 	if err != nil {
 		return nil
 	}

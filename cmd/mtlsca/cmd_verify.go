@@ -49,12 +49,12 @@ func runVerify(e *env, c *command, args []string) int {
 		return e.usageError(c, "--usage: %q is not both, server or client", usage)
 	}
 	file := pos[0]
-	roots, err := readCertFile(bundlePath)
+	roots, err := pemfile.ReadCerts(bundlePath)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mtlsca verify: --ca: %v\n", err)
 		return exitUsage
 	}
-	certs, err := readCertFile(file)
+	certs, err := pemfile.ReadCerts(file)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mtlsca verify: %v\n", err)
 		return exitUsage

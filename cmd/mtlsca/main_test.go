@@ -88,7 +88,7 @@ func sameTree(a, b map[string]string) bool {
 
 func readCerts(t *testing.T, path string) []*x509.Certificate {
 	t.Helper()
-	certs, err := readCertFile(path)
+	certs, err := pemfile.ReadCerts(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestRenewWatch(t *testing.T) {
 	}()
 	deadline := time.After(20 * time.Second)
 	for {
-		if certs, err := readCertFile(filepath.Join(dir, "order", "tls.crt")); err == nil && !certs[0].Equal(oldOrder) {
+		if certs, err := pemfile.ReadCerts(filepath.Join(dir, "order", "tls.crt")); err == nil && !certs[0].Equal(oldOrder) {
 			break
 		}
 		select {

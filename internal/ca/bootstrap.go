@@ -345,7 +345,7 @@ func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error
 // Only an error reading the CA's own databases is returned as an error: a
 // bad identity folder is what reissuing repairs.
 func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x509.Certificate, err error) {
-	certs, err := readCerts(filepath.Join(dir, CertFile))
+	certs, err := pemfile.ReadCerts(filepath.Join(dir, CertFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "missing", nil, nil
 	}

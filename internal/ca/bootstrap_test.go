@@ -83,7 +83,7 @@ func TestBootstrapIsIdempotent(t *testing.T) {
 		if KeyMatches(key, s.Authority.Intermediate) || KeyMatches(key, s.Authority.Root) {
 			t.Errorf("%s/tls.key is a CA key", name)
 		}
-		certs, err := readCerts(filepath.Join(dir, name, CertFile))
+		certs, err := pemfile.ReadCerts(filepath.Join(dir, name, CertFile))
 		if err != nil {
 			t.Fatal(err)
 		}

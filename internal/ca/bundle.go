@@ -34,7 +34,7 @@ func (s *Store) AddRoots(roots []*x509.Certificate, now time.Time) (added []*x50
 		}
 	}
 	err = s.locked(func() error {
-		bundle, err := readCerts(s.Path(BundleFile))
+		bundle, err := pemfile.ReadCerts(s.Path(BundleFile))
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (s *Store) PruneRoots(now time.Time, dryRun bool) (*PruneResult, error) {
 	}
 	res := &PruneResult{}
 	err = s.locked(func() error {
-		bundle, err := readCerts(s.Path(BundleFile))
+		bundle, err := pemfile.ReadCerts(s.Path(BundleFile))
 		if err != nil {
 			return err
 		}

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 func bundleOf(t *testing.T, path string) []*x509.Certificate {
 	t.Helper()
-	certs, err := readCerts(path)
+	certs, err := pemfile.ReadCerts(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -278,7 +278,7 @@ func Load(dir string) (*Store, error) {
 	if err := a.Intermediate.CheckSignatureFrom(a.Root); err != nil {
 		return nil, fmt.Errorf("%s is not signed by %s: %v", s.Path(IntermediateCert), s.Path(RootCertFile), err)
 	}
-	if s.Bundle, err = readCerts(s.Path(BundleFile)); err != nil {
+	if s.Bundle, err = pemfile.ReadCerts(s.Path(BundleFile)); err != nil {
 		return nil, err
 	}
 	if !containsCert(s.Bundle, a.Root) {
@@ -288,20 +288,8 @@ func Load(dir string) (*Store, error) {
 	return s, nil
 }
 
-func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	certs, err := pemfile.ParseCerts(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	return certs, nil
-}
-
 func readCert(path string) (*x509.Certificate, error) {
-	certs, err := readCerts(path)
+	certs, err := pemfile.ReadCerts(path)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 )
 
 // EncodeCerts returns certificates as concatenated PEM "CERTIFICATE" blocks,
@@ -60,6 +61,20 @@ func ParseCerts(data []byte) ([]*x509.Certificate, error) {
 	}
 	if len(certs) == 0 {
 		return nil, errors.New("no PEM CERTIFICATE block found")
+	}
+	return certs, nil
+}
+
+// ReadCerts reads the certificates of a PEM file (see ParseCerts); its
+// errors name the file.
+func ReadCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := ParseCerts(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return certs, nil
 }

@@ -9,6 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +117,25 @@ func crls(b []byte) error  { _, err := ParseCRLs(b); return err }
 
 func pemCRL(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}
+
+func TestReadCertsNamesTheFile(t *testing.T) {
+	a, key := selfSigned(t, "a")
+	dir := t.TempDir()
+	keyPEM, _ := EncodeKey(key)
+	good, notCert, missing := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key"), filepath.Join(dir, "none.crt")
+	if err := os.WriteFile(good, EncodeCerts(a), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notCert, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if certs, err := ReadCerts(good); err != nil || len(certs) != 1 || !certs[0].Equal(a) {
+		t.Errorf("ReadCerts(%s) = %d certificates, %v", good, len(certs), err)
+	}
+	for _, p := range []string{notCert, missing} {
+		if _, err := ReadCerts(p); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("ReadCerts(%s): %v, want an error naming the file", p, err)
+		}
+	}
 }
