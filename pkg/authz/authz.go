@@ -180,15 +180,24 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 	}
 	r := pol.methods[fullMethod]
 	if r == nil {
-		id, _ := peerIdentity(ctx)
+		// No rule admits anybody; a caller without a verified identity is
+		// still told that it is the certificate that is missing.
+		id, missing := peerIdentity(ctx)
+		code, reason := codes.PermissionDenied, "no rule: the method was not registered when Compile ran"
+		if id == nil {
+			code, reason = codes.Unauthenticated, reason+"; and "+missing
+		}
 		a.log.LogAttrs(ctx, slog.LevelWarn, "authz: denied",
 			slog.String("caller", callerName(id)),
 			slog.String("method", fullMethod),
 			slog.String("source", string(sourceNone)),
-			slog.String("reason", "no rule: the method was not registered when Compile ran"),
+			slog.String("reason", reason),
 			slog.String("decision", decisionDeny),
-			slog.String("code", codes.PermissionDenied.String()))
+			slog.String("code", code.String()))
 		a.counts.other.deny.Add(1)
+		if id == nil {
+			return status.Errorf(codes.Unauthenticated, "authz: %s requires a verified client certificate", fullMethod)
+		}
 		return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", callerName(id), fullMethod)
 	}
 	id := caller(ctx)

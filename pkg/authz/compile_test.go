@@ -200,6 +200,15 @@ func TestRefusesUncompiledAndUnknownMethods(t *testing.T) {
 	if len(recs) != 1 || attrs(recs[0])["source"] != "none" || !strings.Contains(attrs(recs[0])["reason"], "no rule") {
 		t.Errorf("want one line saying there is no rule:\n%s", lines(recs))
 	}
+	// Without a certificate the code says so, as for any other method.
+	err = a.Authorize(peerCtx(t, ""), "/authztest.v1.GuardedService/NotRegistered")
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("unknown method without a certificate: %v, want Unauthenticated", err)
+	}
+	recs = logs.take()
+	if len(recs) != 1 || attrs(recs[0])["code"] != "Unauthenticated" || !strings.Contains(attrs(recs[0])["reason"], "no rule") {
+		t.Errorf("want one line saying there is no rule and no certificate:\n%s", lines(recs))
+	}
 }
 
 // TestHealthOverRealHandshake: a service whose proto we cannot annotate,
