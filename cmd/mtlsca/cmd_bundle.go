@@ -61,7 +61,7 @@ func bundleAdd(e *env, c *command, args []string) int {
 		}
 		roots = append(roots, certs...)
 	}
-	s, err := loadCA(*dir)
+	s, err := ca.Load(*dir)
 	if err != nil {
 		return e.fail(c, err)
 	}
@@ -89,7 +89,7 @@ func bundlePrune(e *env, c *command, args []string) int {
 	if code, ok := e.required(c, map[string]*string{"dir": dir}); !ok {
 		return code
 	}
-	s, err := loadCA(*dir)
+	s, err := ca.Load(*dir)
 	if err != nil {
 		return e.fail(c, err)
 	}
@@ -120,7 +120,7 @@ func bundleRoll(e *env, c *command, args []string) int {
 	if code, ok := e.required(c, map[string]*string{"dir": dir, "from": from}); !ok {
 		return code
 	}
-	s, err := loadCA(*dir)
+	s, err := ca.Load(*dir)
 	if err != nil {
 		return e.fail(c, err)
 	}
@@ -141,7 +141,7 @@ func bundleList(e *env, c *command, args []string) int {
 	if code, ok := e.required(c, map[string]*string{"dir": dir}); !ok {
 		return code
 	}
-	s, err := loadCA(*dir)
+	s, err := ca.Load(*dir)
 	if err != nil {
 		return e.fail(c, err)
 	}

@@ -40,7 +40,7 @@ func runIssue(e *env, c *command, args []string) int {
 	if ttl < ca.MinLeafTTL {
 		return e.usageError(c, "--ttl: %s is below the minimum of %s", ttl, ca.MinLeafTTL)
 	}
-	s, err := loadCA(dir)
+	s, err := ca.Load(dir)
 	if err != nil {
 		return e.fail(c, err)
 	}

@@ -62,7 +62,7 @@ func runRenew(e *env, c *command, args []string) int {
 	if f.watch {
 		return e.watch(c, f, names)
 	}
-	s, err := loadCA(f.dir)
+	s, err := ca.Load(f.dir)
 	if err != nil {
 		return e.fail(c, err)
 	}
@@ -91,7 +91,7 @@ func (e *env) watch(c *command, f renewFlags, names []string) int {
 	sched := &schedule{fraction: f.fraction, jitter: f.jitter, rand: rand.Float64, at: map[string]time.Time{}}
 	for {
 		next := e.now().Add(f.interval)
-		s, err := loadCA(f.dir)
+		s, err := ca.Load(f.dir)
 		if err != nil {
 			log.Error("cannot load the CA; will retry", "dir", f.dir, "err", err, "retry_in", f.interval)
 		}

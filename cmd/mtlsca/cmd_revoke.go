@@ -32,7 +32,7 @@ func runRevoke(e *env, c *command, args []string) int {
 	if validity < ca.MinLeafTTL {
 		return e.usageError(c, "--next-update: %s is below %s", validity, ca.MinLeafTTL)
 	}
-	s, err := loadCA(dir)
+	s, err := ca.Load(dir)
 	if err != nil {
 		return e.fail(c, err)
 	}
@@ -88,7 +88,7 @@ func runCRL(e *env, c *command, args []string) int {
 	if validity < ca.MinLeafTTL {
 		return e.usageError(c, "--next-update: %s is below %s", validity, ca.MinLeafTTL)
 	}
-	s, err := loadCA(dir)
+	s, err := ca.Load(dir)
 	if err != nil {
 		return e.fail(c, err)
 	}

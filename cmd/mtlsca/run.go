@@ -8,8 +8,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	"github.com/idwire/idwire/internal/ca"
 )
 
 // Exit codes, shared by every subcommand.
@@ -170,9 +168,4 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// loadCA loads the CA of --dir.
-func loadCA(dir string) (*ca.Store, error) {
-	return ca.Load(dir)
 }
