@@ -148,10 +148,7 @@ func New(opts Options) (*Authority, error) {
 	if opts.RootTTL < 0 || opts.IntermediateTTL < 0 {
 		return nil, errors.New("CA lifetimes must be positive")
 	}
-	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
+	now := nowOr(opts.Now)
 	rootKey, err := GenerateKey(opts.KeyType)
 	if err != nil {
 		return nil, fmt.Errorf("root key: %w", err)
@@ -249,10 +246,7 @@ func (a *Authority) Issue(req IssueRequest) (*Leaf, error) {
 	if ttl < MinLeafTTL {
 		return nil, fmt.Errorf("ttl %s is below the minimum of %s", ttl, MinLeafTTL)
 	}
-	now := req.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
+	now := nowOr(req.Now)
 	if !now.Before(a.Intermediate.NotAfter) {
 		return nil, fmt.Errorf("the issuing CA expired at %s", a.Intermediate.NotAfter.UTC().Format(time.RFC3339))
 	}
@@ -380,6 +374,15 @@ func validateDNS(name string) error {
 		}
 	}
 	return nil
+}
+
+// nowOr is t, or the current time when t is zero: every Now option means
+// "now" when left zero.
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -101,13 +101,12 @@ func (s *Store) issue(req IssueRequest) (*Leaf, error) {
 	if req.KeyType == "" {
 		req.KeyType = s.Config.KeyType
 	}
+	// One instant for the certificate and the log entries it prunes.
+	now := nowOr(req.Now)
+	req.Now = now
 	leaf, err := s.Authority.Issue(req)
 	if err != nil {
 		return nil, err
-	}
-	now := req.Now
-	if now.IsZero() {
-		now = time.Now()
 	}
 	var db issuedDB
 	err = readJSON(s.Path(IssuedFile), &db, true)
@@ -307,11 +306,4 @@ func withLock(dir string, f func() error) error {
 	}
 	defer unlock()
 	return f()
-}
-
-func nowOr(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Now()
-	}
-	return t
 }

@@ -142,13 +142,11 @@ func initLocked(dir string, opts Options) (*Store, error) {
 	if err := checkNoCA(dir); err != nil { // another process may have won the race
 		return nil, err
 	}
+	now := nowOr(opts.Now)
+	opts.Now = now // the certificates and Config.Created say the same time
 	a, err := New(opts)
 	if err != nil {
 		return nil, err
-	}
-	now := opts.Now
-	if now.IsZero() {
-		now = time.Now()
 	}
 	s := &Store{
 		Dir:       dir,
