@@ -401,7 +401,7 @@ func TestALPNIsRequired(t *testing.T) {
 	if err == nil {
 		// TLS 1.3: the client finishes first; the server's refusal shows
 		// as the connection closing.
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		conn.SetReadDeadline(time.Now().Add(patience))
 		_, err = conn.Read(make([]byte, 1))
 		conn.Close()
 	}

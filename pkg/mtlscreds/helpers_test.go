@@ -239,11 +239,16 @@ func hasAttrs(set attribute.Set, attrs []string) bool {
 	return true
 }
 
-// eventually polls cond for up to five seconds: for what another goroutine
-// records after the RPC that caused it has returned.
+// patience bounds every wait for something another goroutine does. It is
+// generous because CI runs under -race on two shared cores; a wait ends as
+// soon as its condition holds, so a passing test never spends it.
+const patience = 30 * time.Second
+
+// eventually polls cond until it holds, for up to patience: for what another
+// goroutine records after the RPC that caused it has returned.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -325,13 +330,11 @@ func dial(t testing.TB, addr string, creds credentials.TransportCredentials, aut
 }
 
 // check makes one health RPC and returns the server's certificate as the
-// client saw it.
-func check(cc *grpc.ClientConn) (*x509.Certificate, error) { return checkWithin(cc, 5*time.Second) }
-
-// checkWithin is check with a deadline for a loaded machine: a refused
-// handshake still fails at once (the call is not WaitForReady).
-func checkWithin(cc *grpc.ClientConn, d time.Duration) (*x509.Certificate, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+// client saw it. Its deadline is patience, for a new connection on a loaded
+// machine: a refused handshake still fails at once (the call is not
+// WaitForReady).
+func check(cc *grpc.ClientConn) (*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	var p peer.Peer
 	if _, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
