@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/big"
 
 	"github.com/idwire/idwire/internal/ca"
 )
@@ -32,28 +33,30 @@ func runRevoke(e *env, c *command, args []string) int {
 	if validity < ca.MinLeafTTL {
 		return e.usageError(c, "--next-update: %s is below %s", validity, ca.MinLeafTTL)
 	}
+	// Check the serial or name before the CA: a typo is a usage error
+	// whatever state the CA is in.
+	var n *big.Int
+	if serial != "" {
+		var err error
+		if n, err = ca.ParseSerial(serial); err != nil {
+			return e.usageError(c, "--serial: %v", err)
+		}
+	} else if err := ca.ValidateIdentityName(pos[0]); err != nil {
+		return e.usageError(c, "NAME: %v", err)
+	}
 	s, err := ca.Load(dir)
 	if err != nil {
 		return e.fail(c, err)
 	}
 	var entries []ca.RevokedEntry
-	if serial != "" {
-		n, err := ca.ParseSerial(serial)
-		if err != nil {
-			return e.usageError(c, "--serial: %v", err)
-		}
+	if n != nil {
 		entry, err := s.Revoke(n, reason, e.now())
 		if err != nil {
 			return e.fail(c, err)
 		}
 		entries = append(entries, entry)
-	} else {
-		if err := ca.ValidateIdentityName(pos[0]); err != nil {
-			return e.usageError(c, "NAME: %v", err)
-		}
-		if entries, err = s.RevokeName(pos[0], reason, e.now()); err != nil {
-			return e.fail(c, err)
-		}
+	} else if entries, err = s.RevokeName(pos[0], reason, e.now()); err != nil {
+		return e.fail(c, err)
 	}
 	for _, r := range entries {
 		name := r.Name

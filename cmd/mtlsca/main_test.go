@@ -196,6 +196,8 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"bootstrap corrupt CA", []string{"bootstrap", "--dir", corrupt, "--services", "user"}, 1, "intermediate.key: corrupt"},
 		{"revoke name and serial", []string{"revoke", "order", "--serial", "01", "--dir", good}, 2, "either NAME or --serial"},
 		{"revoke bad serial", []string{"revoke", "--serial", "xyz", "--dir", good}, 2, `--serial: serial "xyz"`},
+		{"revoke bad serial, no CA", []string{"revoke", "--serial", "xyz", "--dir", filepath.Join(base, "none")}, 2, `--serial: serial "xyz"`},
+		{"revoke bad name", []string{"revoke", "Pay_Ment", "--dir", good}, 2, `NAME: name "Pay_Ment"`},
 		{"revoke bad reason", []string{"revoke", "order", "--dir", good, "--reason", "whim"}, 2, `--reason: unknown revocation reason "whim"`},
 		{"revoke unknown name", []string{"revoke", "payment", "--dir", good}, 1, `no unexpired certificate for "payment"`},
 		{"renew never issued", []string{"renew", "payment", "--dir", good}, 1, "issue the certificate first"},
