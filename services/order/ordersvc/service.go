@@ -1,6 +1,7 @@
 package ordersvc
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 
@@ -49,11 +50,11 @@ func Service(p *Peers) server.Service {
 			if p.UserAddr == "" || p.PaymentAddr == "" {
 				return errors.New("--user-addr (USER_ADDR) and --payment-addr (PAYMENT_ADDR) are required")
 			}
-			users, err := rt.Dial(p.UserAddr, or(p.UserIdentity, "user"))
+			users, err := rt.Dial(p.UserAddr, cmp.Or(p.UserIdentity, "user"))
 			if err != nil {
 				return err
 			}
-			payments, err := rt.Dial(p.PaymentAddr, or(p.PaymentIdentity, "payment"))
+			payments, err := rt.Dial(p.PaymentAddr, cmp.Or(p.PaymentIdentity, "payment"))
 			if err != nil {
 				return err
 			}
@@ -61,11 +62,4 @@ func Service(p *Peers) server.Service {
 			return nil
 		},
 	}
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
