@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -46,6 +47,11 @@ func runIssue(e *env, c *command, args []string) int {
 	}
 	if out == "" {
 		out = s.Path(name)
+	}
+	// A folder that cannot be made must fail before the issuance log
+	// records a certificate that was never written.
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return e.fail(c, err) // names the folder
 	}
 	leaf, err := s.Issue(ca.IssueRequest{Name: name, DNSNames: dns, TTL: ttl, KeyType: kt, Now: e.now()})
 	if err != nil {

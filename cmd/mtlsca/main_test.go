@@ -189,6 +189,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"bad dns", []string{"issue", "payment", "--dir", good, "--dns", "a..b"}, 2, `--dns: DNS name "a..b"`},
 		{"missing CA", []string{"issue", "payment", "--dir", filepath.Join(base, "none")}, 1, "no CA found in"},
 		{"missing dir flag", []string{"issue", "payment"}, 2, "--dir is required"},
+		{"out is a file", []string{"issue", "payment", "--dir", good, "--out", filepath.Join(good, "ca.crt")}, 1, "ca.crt"},
 		{"corrupt key", []string{"issue", "payment", "--dir", corrupt}, 1, "intermediate.key: corrupt or unreadable key"},
 		{"unreadable key", []string{"issue", "payment", "--dir", unreadable}, 1, filepath.Join("intermediate", "intermediate.key")},
 		{"bootstrap bad name", []string{"bootstrap", "--dir", filepath.Join(base, "new"), "--trust-domain", "td", "--services", "user,root"}, 2, `--services: name "root" is reserved`},
