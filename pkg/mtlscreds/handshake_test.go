@@ -331,6 +331,11 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 			b, _ := os.ReadFile(f.cert)
 			mustWrite(t, f.cert, b[:len(b)/3])
 		}, nil, []string{"certificate file", "tls.crt"}},
+		// The first root still parses: the bundle must not read as shorter.
+		{"half-written CA bundle", func(t *testing.T, f files) {
+			b := pemfile.EncodeCerts(a.Root, newAuthority(t).Root)
+			mustWrite(t, f.ca, b[:len(b)*3/4])
+		}, nil, []string{"CA file", "ca.crt", "half-written"}},
 		{"key of another certificate", func(t *testing.T, f files) {
 			k, _ := pemfile.EncodeKey(other.Key)
 			mustWrite(t, f.key, k)

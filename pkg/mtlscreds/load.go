@@ -76,14 +76,8 @@ var tls12Suites = []uint16{
 func (st *state) load(f fileSet) (*snapshot, error) {
 	o := &st.opts
 	now := st.now()
-	for _, c := range []struct {
-		name, path string
-		data       []byte
-	}{{"certificate file", o.CertFile, f.cert}, {"key file", o.KeyFile, f.key}, {"CA file", o.CAFile, f.ca}, {"CRL file", o.CRLFile, f.crl}} {
-		if err := pemfile.Complete(c.data); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", c.name, c.path, err)
-		}
-	}
+	// The pemfile parsers refuse a file that ends in a truncated block (one
+	// caught half-written); their errors are wrapped with the file's name.
 	chain, err := pemfile.ParseCerts(f.cert)
 	if err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
@@ -124,12 +118,11 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
 	}
 	s := &snapshot{
-		files:  f,
-		cert:   tls.Certificate{PrivateKey: key, Leaf: leaf},
-		leaf:   leaf,
-		roots:  roots,
-		pool:   pool,
-		crlSet: nil,
+		files: f,
+		cert:  tls.Certificate{PrivateKey: key, Leaf: leaf},
+		leaf:  leaf,
+		roots: roots,
+		pool:  pool,
 	}
 	for _, c := range chain {
 		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
