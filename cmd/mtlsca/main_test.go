@@ -208,7 +208,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"verify bad usage", []string{"verify", "--ca", filepath.Join(good, "ca.crt"), "--usage", "email", filepath.Join(good, "order", "tls.crt")}, 2, "--usage"},
 		{"expiry bad window", []string{"expiry", "--warn", "14x", filepath.Join(good, "order", "tls.crt")}, 2, `invalid value "14x" for flag -warn`},
 		{"bundle add a leaf", []string{"bundle", "add", "--dir", good, filepath.Join(good, "order", "tls.crt")}, 1, "not a CA certificate"},
-		{"bundle roll without overlap", []string{"bundle", "roll", "--dir", good, "--from", corrupt}, 1, "intermediate.key: corrupt"},
+		{"bundle roll from a corrupt CA", []string{"bundle", "roll", "--dir", good, "--from", corrupt}, 1, "intermediate.key: corrupt"},
 		{"bundle unknown", []string{"bundle", "shuffle", "--dir", good}, 2, `unknown subcommand "shuffle"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
