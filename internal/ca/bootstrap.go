@@ -313,6 +313,11 @@ func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error
 				}
 			}
 		}
+		// Make the folder first: the issuance log must not record a
+		// certificate that could not be written.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return r, err
+		}
 		leaf, err := s.issue(req)
 		if err != nil {
 			return r, err

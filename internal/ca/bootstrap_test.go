@@ -173,6 +173,23 @@ func TestBootstrapRejectsBadInputWritingNothing(t *testing.T) {
 	}
 }
 
+// An identity folder that cannot be made fails the run without logging a
+// certificate nobody holds.
+func TestBootstrapUnwritableFolderLogsNothing(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Bootstrap(BootstrapOptions{Dir: dir, TrustDomain: "td", Names: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	writeT(t, filepath.Join(dir, "b"), "a file where the folder b should be")
+	before := snapshot(t, dir)
+	if _, err := Bootstrap(BootstrapOptions{Dir: dir, Names: []string{"b"}}); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "b")) {
+		t.Fatalf("Bootstrap with DIR/b a file: %v, want an error naming it", err)
+	}
+	if d := diff(before, snapshot(t, dir)); len(d) != 0 {
+		t.Errorf("a failed bootstrap changed %v", d)
+	}
+}
+
 func TestBootstrapRefusesAnotherTrustDomain(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Bootstrap(BootstrapOptions{Dir: dir, TrustDomain: "a.example"}); err != nil {
