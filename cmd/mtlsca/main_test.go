@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -255,7 +256,7 @@ func TestInspect(t *testing.T) {
 
 	var infos []certInfo
 	out := c.ok("inspect", "--json", file)
-	if err := jsonUnmarshal(out, &infos); err != nil {
+	if err := json.Unmarshal([]byte(out), &infos); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
 	if len(infos) != 2 {
