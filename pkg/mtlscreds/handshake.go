@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
-	"net/url"
 	"syscall"
 
 	"google.golang.org/grpc/credentials"
@@ -103,7 +102,8 @@ func (st *state) authInfo(cs tls.ConnectionState) (identity.AuthInfo, error) {
 	}
 	info.Identity = id
 	if id.SPIFFEID != "" {
-		info.SPIFFEID, _ = url.Parse(id.SPIFFEID)
+		// The URI SAN x509 already parsed, as grpc-go's own TLSInfo has it.
+		info.SPIFFEID = id.Certificate.URIs[0]
 	}
 	return info, nil
 }
