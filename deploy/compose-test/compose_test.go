@@ -34,7 +34,11 @@ func TestCompose(t *testing.T) {
 	}
 	for _, want := range []string{
 		"PASS: all", // the demo's matrix
-		"user=65532:65532 read_only=true health=healthy",
+		// Each service: non-root, read-only root, healthy, and its own
+		// certificate folder the only mount (so never a CA key).
+		"user: user=65532:65532 read_only=true health=healthy mounts=/etc/idwire/tls:ro\n",
+		"order: user=65532:65532 read_only=true health=healthy mounts=/etc/idwire/tls:ro\n",
+		"payment: user=65532:65532 read_only=true health=healthy mounts=/etc/idwire/tls:ro\n",
 		"compose-test [", // the script's own lines, as a sanity check
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -80,9 +80,10 @@ if [ "$code" != 0 ]; then
   dc logs --no-color init user payment order >&2 || true
   exit 1
 fi
-# The services ran as designed: non-root, read-only root filesystem.
+# The services ran as designed: non-root, read-only root filesystem, and
+# nothing mounted but their own certificate folder, read-only.
 for svc in user order payment; do
   id=$(dc ps -q "$svc")
-  docker inspect -f "$svc: user={{.Config.User}} read_only={{.HostConfig.ReadonlyRootfs}} health={{.State.Health.Status}}" "$id"
+  docker inspect -f "$svc: user={{.Config.User}} read_only={{.HostConfig.ReadonlyRootfs}} health={{.State.Health.Status}} mounts={{range \$i, \$m := .Mounts}}{{if \$i}},{{end}}{{\$m.Destination}}:{{if \$m.RW}}rw{{else}}ro{{end}}{{end}}" "$id"
 done
 log "PASS"
