@@ -77,16 +77,20 @@ func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	s, err := New(cfg, svc, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: cannot start: %v\n", name, err)
-		return 1
-	}
+	// Caught before start-up: SIGHUP's default action ends the process, so
+	// a rotation tool signalling a service that is still starting would
+	// kill it. A SIGHUP or SIGTERM that arrives meanwhile is handled once
+	// serving.
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	s, err := New(cfg, svc, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: cannot start: %v\n", name, err)
+		return 1
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
