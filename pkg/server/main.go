@@ -27,7 +27,8 @@ func Main(svc Service) {
 
 // Run is Main without the exit: it returns the exit code. Start-up errors
 // are written to stderr; serving stops on SIGTERM or SIGINT (graceful drain)
-// or when ctx is done, and SIGHUP reloads the certificates.
+// or when ctx is done, and SIGHUP reloads the certificates and the policy
+// overlay.
 func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int {
 	healthcheck := len(args) > 0 && args[0] == "healthcheck"
 	if healthcheck {
@@ -97,7 +98,7 @@ func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int 
 	for {
 		select {
 		case <-hup:
-			_ = s.Reload() // logged; the last good credentials stay
+			_ = s.Reload() // logged; the last good credentials and policy stay
 		case err := <-served:
 			s.Shutdown(context.Background())
 			if err != nil {

@@ -4,7 +4,8 @@
 // the authorization policy from the proto options with pkg/authz, wires
 // logging (slog, JSON), panic recovery, gRPC health and reflection and
 // OpenTelemetry (traces over OTLP when configured, Prometheus metrics), and
-// runs until SIGTERM, reloading certificates on SIGHUP.
+// runs until SIGTERM, reloading certificates and the policy overlay on
+// SIGHUP.
 //
 // Service-to-service calls go through Runtime.Dial, which presents the
 // service's own certificate and checks the callee's identity, so the callee
@@ -274,15 +275,20 @@ func (s *Server) Serve() error {
 	return err
 }
 
-// Reload re-reads the certificate, key, bundle and CRL now (as on SIGHUP).
-// On error the last good credentials stay in use.
+// Reload re-reads the certificate, key, bundle and CRL, and the policy
+// overlay if there is one, now (as on SIGHUP). On error the last good
+// credentials or policy stay in use.
 func (s *Server) Reload() error {
-	if err := s.creds.Reload(); err != nil {
-		s.logger.Error("reloading credentials failed; still serving with the last good ones", "err", err)
-		return err
+	credErr := s.creds.Reload()
+	if credErr != nil {
+		s.logger.Error("reloading credentials failed; still serving with the last good ones", "err", credErr)
+	} else {
+		s.logger.Info("credentials reloaded")
 	}
-	s.logger.Info("credentials reloaded")
-	return nil
+	// The watcher reloads the overlay on its own; a signal is the
+	// operator's way to say "now" wherever file events are unreliable.
+	// authz logs a rejected file itself.
+	return errors.Join(credErr, s.authz.Reload())
 }
 
 // Shutdown reports NOT_SERVING, then stops accepting calls and waits for open

@@ -390,3 +390,48 @@ func TestReloadServesNewCertificate(t *testing.T) {
 		t.Errorf("call after a failed reload: %v, want NotFound from the handler", err)
 	}
 }
+
+// TestReloadReadsThePolicy: Reload (SIGHUP) re-reads the policy overlay too,
+// reporting a bad file and keeping the last good policy.
+func TestReloadReadsThePolicy(t *testing.T) {
+	dir := pki(t, "user", "frontend")
+	cfg := config(dir, "user")
+	cfg.PolicyFile = filepath.Join(t.TempDir(), "policy.yaml")
+	write := func(content string) {
+		t.Helper()
+		if err := ca.WriteFile(cfg.PolicyFile, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("rules: {}\n")
+	s := start(t, cfg, usersvc.Service(), nil)
+	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "user"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	users := userv1.NewUserServiceClient(conn)
+	create := func(email string) error {
+		_, err := users.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: email, DisplayName: "F"})
+		return err
+	}
+	if err := create("a@example.com"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("CreateUser as frontend under the proto's rule: %v, want PermissionDenied", err)
+	}
+
+	write(`rules: {"/user.v1.UserService/CreateUser": {allow: [frontend]}}`)
+	if err := s.Reload(); err != nil {
+		t.Fatalf("Reload of a good policy: %v", err)
+	}
+	if err := create("b@example.com"); err != nil {
+		t.Errorf("CreateUser as frontend after Reload granted it: %v", err)
+	}
+
+	write(`rules: {"/user.v1.UserService/CreateUser": {allow: [frontend], revoke: [nobody]}}`)
+	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), cfg.PolicyFile) {
+		t.Errorf("Reload of a bad policy: %v, want an error naming %s", err, cfg.PolicyFile)
+	}
+	if err := create("c@example.com"); err != nil {
+		t.Errorf("CreateUser as frontend after a rejected policy: %v, want the last good policy", err)
+	}
+}
