@@ -391,6 +391,39 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 	}
 }
 
+func TestClientOptionErrors(t *testing.T) {
+	a := newAuthority(t)
+	f := newFiles(t)
+	f.write(t, issue(t, a, "client"), a.Root)
+	tests := []struct {
+		name    string
+		edit    func(*Options)
+		wantErr []string
+	}{
+		{"ServerIdentity with an upper-case trust domain", func(o *Options) { o.ServerIdentity = "spiffe://Example.org/order" },
+			[]string{"ServerIdentity", "trust domain"}},
+		{"ServerIdentity that is a URL but not a SPIFFE ID", func(o *Options) { o.ServerIdentity = "https://example.org/order" },
+			[]string{"ServerIdentity", "spiffe://"}},
+		{"Mode on a client", func(o *Options) { o.Mode = Permissive }, []string{"Mode"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := withLogger(f.options(false))
+			tc.edit(&o)
+			c, err := NewClient(o)
+			if err == nil {
+				c.Close()
+				t.Fatal("NewClient succeeded; want an error")
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
 // TestALPNIsRequired: gRPC over TLS needs h2; a TLS client that does not
 // offer it (here a bare crypto/tls client) is refused at the handshake.
 func TestALPNIsRequired(t *testing.T) {

@@ -39,6 +39,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/idwire/idwire/internal/filewatch"
+	"github.com/idwire/idwire/pkg/identity"
 )
 
 // Mode says what a server does with a client that presents no certificate.
@@ -287,6 +289,13 @@ func checkOptions(opts *Options, server bool) error {
 	}
 	if server && (opts.ServerName != "" || opts.ServerIdentity != "") {
 		return errors.New("mtlscreds: Options.ServerName and ServerIdentity are for clients")
+	}
+	// A malformed SPIFFE ID would match no server: say so now rather than
+	// refuse every handshake.
+	if strings.Contains(opts.ServerIdentity, "://") {
+		if err := identity.ValidateSPIFFEID(opts.ServerIdentity); err != nil {
+			return fmt.Errorf("mtlscreds: Options.ServerIdentity: %w", err)
+		}
 	}
 	if opts.MaxConnectionAge < 0 || opts.MaxConnectionAgeGrace < 0 {
 		return errors.New("mtlscreds: Options.MaxConnectionAge and MaxConnectionAgeGrace must not be negative")
