@@ -108,7 +108,6 @@ func (rt *Runtime) closeConns() error {
 
 // Server is a running service.
 type Server struct {
-	name    string
 	cfg     Config
 	logger  *slog.Logger
 	creds   *mtlscreds.Credentials
@@ -154,7 +153,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		}
 	}
 	logger = logger.With("service", svc.Name)
-	s := &Server{name: svc.Name, cfg: cfg, logger: logger}
+	s := &Server{cfg: cfg, logger: logger}
 	// Undo what was started when a later step fails.
 	defer func() {
 		if err != nil {
