@@ -141,6 +141,15 @@ func TestHandshakeOutcomes(t *testing.T) {
 		{name: "server cert without any extended key usage, by identity", wantErr: true, clientReason: reasonExtKeyUsage,
 			client:     ours(clientLeaf, func(o *Options) { o.ServerIdentity = "server" }),
 			bareServer: odd("server", func(c *x509.Certificate) { c.ExtKeyUsage = nil })},
+		{name: "server leaf that is a CA", wantErr: true, clientReason: reasonLeafIsCA, client: ours(clientLeaf, nil),
+			bareServer: odd("server", func(c *x509.Certificate) {
+				c.IsCA = true
+				c.KeyUsage |= x509.KeyUsageCertSign
+			})},
+		{name: "server cert expired", wantErr: true, clientReason: reasonExpired, client: ours(clientLeaf, nil),
+			bareServer: odd("server", func(c *x509.Certificate) {
+				c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
+			})},
 		{name: "server cert revoked by the client's CRL", wantErr: true, clientReason: reasonRevoked,
 			client: oursWithCRL(clientLeaf, crlPEM(t, a, time.Time{}, serverLeaf.Cert))},
 		{name: "server cert not revoked by the client's CRL", wantIdentity: "client",
