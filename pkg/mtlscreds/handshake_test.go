@@ -200,7 +200,6 @@ func TestHandshakeOutcomes(t *testing.T) {
 			if c, ok := clientCreds.(*Credentials); ok {
 				// Swap in an observed logger and meter on a clone of the
 				// state, so that the client's refusals can be checked.
-				cliObs = &observed{}
 				o := c.opts
 				cliObs = observe(&o)
 				c2, err := NewClient(o)
@@ -365,11 +364,9 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 		{"stale CRL", func(t *testing.T, f files) { f.writeCRL(t, crlPEM(t, a, time.Now().Add(-time.Second))) },
 			func(o *Options) { o.CRLFile = o.CAFile[:len(o.CAFile)-len("ca.crt")] + "ca.crl" }, []string{"CRL file", "next update"}},
 		{"CRL with a bad signature", func(t *testing.T, f files) {
-			b := crlPEM(t, a, time.Time{})
 			// Same issuer name, another key: signed by an impostor.
 			impostor := &ca.Authority{Intermediate: a.Intermediate, IntermediateKey: newAuthority(t).IntermediateKey}
 			f.writeCRL(t, crlPEM(t, impostor, time.Time{}))
-			_ = b
 		}, func(o *Options) { o.CRLFile = o.CAFile[:len(o.CAFile)-len("ca.crt")] + "ca.crl" }, []string{"CRL file", "not signed"}},
 		{"no certificate file option", nil, func(o *Options) { o.CertFile = "" }, []string{"CertFile"}},
 		{"TLS 1.1", nil, func(o *Options) { o.MinVersion = tls.VersionTLS11 }, []string{"MinVersion"}},
