@@ -3,6 +3,7 @@ package filewatch
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -344,12 +345,13 @@ func TestStartErrors(t *testing.T) {
 		name     string
 		paths    []string
 		onChange func()
+		wantErr  string // what the error must name
 	}{
-		{"no paths", nil, func() {}},
-		{"empty path", []string{""}, func() {}},
-		{"nil onChange", []string{file}, nil},
-		{"missing directory", []string{filepath.Join(dir, "missing", "tls.crt")}, func() {}},
-		{"parent is a file", []string{filepath.Join(file, "tls.crt")}, func() {}},
+		{"no paths", nil, func() {}, "no paths"},
+		{"empty path", []string{""}, func() {}, "empty path"},
+		{"nil onChange", []string{file}, nil, "onChange"},
+		{"missing directory", []string{filepath.Join(dir, "missing", "tls.crt")}, func() {}, filepath.Join(dir, "missing")},
+		{"parent is a file", []string{filepath.Join(file, "tls.crt")}, func() {}, file},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,7 +360,9 @@ func TestStartErrors(t *testing.T) {
 				w.Close()
 				t.Fatal("Start succeeded; want an error")
 			}
-			t.Log(err)
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %q does not name %q", err, tc.wantErr)
+			}
 		})
 	}
 }
