@@ -2,6 +2,7 @@ package mtlscreds
 
 import (
 	"crypto/x509"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -151,6 +152,9 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	if n := obs.sum(t, metricReloads, "result=failure"); n < int64(brokenCount) {
 		t.Errorf("failed reloads: %d, want at least the %d broken rotations", n, brokenCount)
+	}
+	if n := strings.Count(obs.log.String(), "level=ERROR msg=\"mtlscreds: reload rejected"); n < brokenCount {
+		t.Errorf("rejected reloads logged as errors: %d, want at least the %d broken rotations", n, brokenCount)
 	}
 	mu.Lock()
 	defer mu.Unlock()
