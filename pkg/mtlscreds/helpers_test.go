@@ -303,6 +303,23 @@ func startServer(t testing.TB, opts ...grpc.ServerOption) *server {
 	return s
 }
 
+// serveFromFiles makes server credentials from so and serves them on
+// loopback, and makes client credentials from co; all are closed when the
+// test ends.
+func serveFromFiles(t testing.TB, so, co Options) (srvCreds, cliCreds *Credentials, srv *server) {
+	t.Helper()
+	srvCreds, err := NewServer(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srvCreds.Close() })
+	if cliCreds, err = NewClient(co); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cliCreds.Close() })
+	return srvCreds, cliCreds, startServer(t, ServerOptions(srvCreds)...)
+}
+
 // serve runs a gRPC server with the health service on lis until the test
 // ends.
 func serve(t testing.TB, lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {

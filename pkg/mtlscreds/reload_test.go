@@ -36,16 +36,7 @@ func newRig(t *testing.T, edit func(srv, cli *Options)) *rig {
 		edit(&so, &co)
 	}
 	r.srvObs = observe(&so)
-	var err error
-	if r.srvCreds, err = NewServer(so); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.srvCreds.Close() })
-	if r.cliCreds, err = NewClient(co); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.cliCreds.Close() })
-	r.srv = startServer(t, ServerOptions(r.srvCreds)...)
+	r.srvCreds, r.cliCreds, r.srv = serveFromFiles(t, so, co)
 	return r
 }
 
@@ -179,18 +170,8 @@ func TestKubernetesSecretVolume(t *testing.T) {
 	}
 	cliFiles := newFiles(t)
 	cliFiles.write(t, issue(t, a, "client"), a.Root)
-	srvCreds, err := NewServer(Options{CertFile: filepath.Join(dir, ca.CertFile), KeyFile: filepath.Join(dir, ca.KeyFile),
-		CAFile: filepath.Join(dir, ca.BundleFile), Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srvCreds.Close()
-	cliCreds, err := NewClient(withLogger(cliFiles.options(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliCreds.Close()
-	srv := startServer(t, ServerOptions(srvCreds)...)
+	_, cliCreds, srv := serveFromFiles(t, Options{CertFile: filepath.Join(dir, ca.CertFile), KeyFile: filepath.Join(dir, ca.KeyFile),
+		CAFile: filepath.Join(dir, ca.BundleFile), Logger: discard()}, withLogger(cliFiles.options(false)))
 
 	next := issue(t, a, "server")
 	start := time.Now()
@@ -216,17 +197,7 @@ func TestRootRotation(t *testing.T) {
 	srvFiles, cliFiles := newFiles(t), newFiles(t)
 	srvFiles.write(t, issue(t, oldCA, "server"), oldCA.Root)
 	cliFiles.write(t, issue(t, oldCA, "client"), oldCA.Root)
-	srvCreds, err := NewServer(withLogger(srvFiles.options(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srvCreds.Close()
-	cliCreds, err := NewClient(withLogger(cliFiles.options(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliCreds.Close()
-	srv := startServer(t, ServerOptions(srvCreds)...)
+	srvCreds, cliCreds, srv := serveFromFiles(t, withLogger(srvFiles.options(false)), withLogger(cliFiles.options(false)))
 
 	open := dial(t, srv.addr, cliCreds, "server")
 	var failures, calls atomic.Int64
@@ -310,17 +281,7 @@ func TestMaxConnectionAgeBringsRevocationToOpenConnections(t *testing.T) {
 	so := srvFiles.options(true)
 	so.MaxConnectionAge, so.MaxConnectionAgeGrace = 300*time.Millisecond, 100*time.Millisecond
 	obs := observe(&so)
-	srvCreds, err := NewServer(so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srvCreds.Close()
-	cliCreds, err := NewClient(withLogger(cliFiles.options(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliCreds.Close()
-	srv := startServer(t, ServerOptions(srvCreds)...)
+	srvCreds, cliCreds, srv := serveFromFiles(t, so, withLogger(cliFiles.options(false)))
 	open := dial(t, srv.addr, cliCreds, "server")
 	if _, err := check(open); err != nil {
 		t.Fatal(err)
@@ -348,17 +309,7 @@ func TestStaleCRLFailsClosed(t *testing.T) {
 	so := srvFiles.options(true)
 	so.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	obs := observe(&so)
-	srvCreds, err := NewServer(so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srvCreds.Close()
-	cliCreds, err := NewClient(withLogger(cliFiles.options(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliCreds.Close()
-	srv := startServer(t, ServerOptions(srvCreds)...)
+	srvCreds, cliCreds, srv := serveFromFiles(t, so, withLogger(cliFiles.options(false)))
 	if _, err := check(dial(t, srv.addr, cliCreds, "server")); err != nil {
 		t.Fatalf("with a current CRL: %v", err)
 	}

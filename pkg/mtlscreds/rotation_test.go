@@ -32,17 +32,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	so := srvFiles.options(false)
 	so.PollInterval = 0 // the watcher, with its default poll fallback
 	obs := observe(&so)
-	srvCreds, err := NewServer(so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srvCreds.Close()
-	cliCreds, err := NewClient(withLogger(cliFiles.options(false)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cliCreds.Close()
-	srv := startServer(t, ServerOptions(srvCreds)...)
+	_, cliCreds, srv := serveFromFiles(t, so, withLogger(cliFiles.options(false)))
 
 	var (
 		mu        sync.Mutex
