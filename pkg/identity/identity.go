@@ -16,7 +16,6 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"google.golang.org/grpc/credentials"
@@ -103,7 +102,7 @@ func ValidateSPIFFEID(s string) error {
 		return fmt.Errorf("%q: SPIFFE ID must start with %s", s, prefix)
 	}
 	rest := s[len(prefix):]
-	td, path, _ := strings.Cut(rest, "/")
+	td, path, hasPath := strings.Cut(rest, "/")
 	if td == "" {
 		return fmt.Errorf("%q: SPIFFE ID has no trust domain", s)
 	}
@@ -112,7 +111,7 @@ func ValidateSPIFFEID(s string) error {
 			return fmt.Errorf("%q: trust domain may hold only a-z, 0-9, '.', '-', '_'", s)
 		}
 	}
-	if strings.HasPrefix(rest, td+"/") {
+	if hasPath {
 		if path == "" {
 			return fmt.Errorf("%q: SPIFFE ID path must not end with '/'", s)
 		}
@@ -126,9 +125,6 @@ func ValidateSPIFFEID(s string) error {
 				}
 			}
 		}
-	}
-	if _, err := url.Parse(s); err != nil {
-		return fmt.Errorf("%q: %w", s, err)
 	}
 	return nil
 }

@@ -118,6 +118,8 @@ func TestValidateSPIFFEID(t *testing.T) {
 		"spiffe://example.org/order?x=1":     false,
 		"spiffe://example.org/order#x":       false,
 		"spiffe:///order":                    false,
+		"spiffe://example.org/or%20der":      false,
+		"spiffe://example.org/or der":        false,
 		"https://example.org/order":          false,
 		"order":                              false,
 	} {
