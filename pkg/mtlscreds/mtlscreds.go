@@ -357,8 +357,9 @@ func (c *Credentials) TLSConfig() *tls.Config {
 		}
 	}
 	cfg := &tls.Config{
-		MinVersion: st.opts.MinVersion,
-		ServerName: c.serverName,
+		MinVersion:   st.opts.MinVersion,
+		CipherSuites: tls12Suites, // as the gRPC credentials: Go's defaults include CBC
+		ServerName:   c.serverName,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return &st.cur.Load().cert, nil
 		},

@@ -63,3 +63,36 @@ func TestTLSConfigOutsideGRPC(t *testing.T) {
 		t.Fatalf("after a reload: serial %s, %v; want %s", serial, err, next.Cert.SerialNumber.Text(16))
 	}
 }
+
+// TestTLSConfigClientOffersOnlyAEADSuites: with TLS 1.2 allowed, the client
+// of TLSConfig offers the same forward-secret AEAD suites as the gRPC
+// credentials, so a server that insists on a CBC suite gets no handshake.
+func TestTLSConfigClientOffersOnlyAEADSuites(t *testing.T) {
+	r := newRig(t, func(_, cli *Options) { cli.MinVersion = tls.VersionTLS12 })
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{tlsCert(r.serverLeaf)},
+		MinVersion:   tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	cfg := r.cliCreds.TLSConfig()
+	cfg.ServerName = "server"
+	conn, err := tls.Dial("tcp", lis.Addr().String(), cfg)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("handshake with a CBC suite succeeded (%s)", tls.CipherSuiteName(conn.ConnectionState().CipherSuite))
+	}
+}
