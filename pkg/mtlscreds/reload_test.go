@@ -31,7 +31,7 @@ func newRig(t *testing.T, edit func(srv, cli *Options)) *rig {
 	r.serverLeaf = issue(t, r.a, "server")
 	r.srvFiles.write(t, r.serverLeaf, r.a.Root)
 	r.cliFiles.write(t, issue(t, r.a, "client"), r.a.Root)
-	so, co := r.srvFiles.options(false), r.cliFiles.options(false)
+	so, co := r.srvFiles.options(false), withLogger(r.cliFiles.options(false))
 	if edit != nil {
 		edit(&so, &co)
 	}
