@@ -2,7 +2,6 @@ package mtlscreds_test
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log"
 	"log/slog"
@@ -31,7 +30,11 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	writeIdentities(dir, "order", "user") // what `mtlsca bootstrap` does
+	// A private CA in dir and an identity folder per service: what
+	// `mtlsca bootstrap` does.
+	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: "example.org", Names: []string{"order", "user"}}); err != nil {
+		log.Fatal(err)
+	}
 
 	// Server: the credentials, and a maximum connection age so that every
 	// connection re-handshakes against renewed files within a bounded time.
@@ -112,19 +115,3 @@ func ExampleCredentials_Reload() {
 }
 
 var quiet = slog.New(slog.DiscardHandler)
-
-func writeIdentities(dir string, names ...string) {
-	a, err := ca.New(ca.Options{TrustDomain: "example.org"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, n := range names {
-		leaf, err := a.Issue(ca.IssueRequest{Name: n})
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := ca.WriteLeaf(filepath.Join(dir, n), leaf, []*x509.Certificate{a.Root}); err != nil {
-			log.Fatal(err)
-		}
-	}
-}
