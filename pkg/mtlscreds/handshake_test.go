@@ -290,17 +290,8 @@ func TestHandshakeOutcomes(t *testing.T) {
 // TestRefusalLogSaysWhatFailed checks that a refusal names the certificate
 // and its validity against the local clock, not just "bad certificate".
 func TestRefusalLogSaysWhatFailed(t *testing.T) {
-	a := newAuthority(t)
-	f := newFiles(t)
-	f.write(t, issue(t, a, "server"), a.Root)
-	o := f.options(false)
-	obs := observe(&o)
-	creds, err := NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer creds.Close()
-	srv := startServer(t, ServerOptions(creds)...)
+	r := newRig(t, nil)
+	a, srv, obs := r.a, r.srv, r.srvObs
 	expired := oddLeaf(t, a, "client", func(c *x509.Certificate) {
 		c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
 	})
@@ -433,17 +424,8 @@ func TestClientOptionErrors(t *testing.T) {
 // TestALPNIsRequired: gRPC over TLS needs h2; a TLS client that does not
 // offer it (here a bare crypto/tls client) is refused at the handshake.
 func TestALPNIsRequired(t *testing.T) {
-	a := newAuthority(t)
-	f := newFiles(t)
-	f.write(t, issue(t, a, "server"), a.Root)
-	o := f.options(false)
-	obs := observe(&o)
-	creds, err := NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer creds.Close()
-	srv := startServer(t, ServerOptions(creds)...)
+	r := newRig(t, nil)
+	a, srv, obs := r.a, r.srv, r.srvObs
 	cfg := bareConfig(issue(t, a, "client"), "server", a.Root)
 	conn, err := tls.Dial("tcp", srv.addr, cfg)
 	if err == nil {
