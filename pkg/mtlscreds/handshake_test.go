@@ -375,16 +375,23 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 				tc.edit(&o)
 			}
 			c, err := NewServer(o)
-			if err == nil {
-				c.Close()
-				t.Fatal("NewServer succeeded; want an error")
-			}
-			for _, w := range tc.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			refused(t, c, err, tc.wantErr)
 		})
+	}
+}
+
+// refused fails the test unless a constructor returned an error mentioning
+// every one of want.
+func refused(t *testing.T, c *Credentials, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		c.Close()
+		t.Fatal("the constructor succeeded; want an error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
 	}
 }
 
@@ -408,15 +415,7 @@ func TestClientOptionErrors(t *testing.T) {
 			o := withLogger(f.options(false))
 			tc.edit(&o)
 			c, err := NewClient(o)
-			if err == nil {
-				c.Close()
-				t.Fatal("NewClient succeeded; want an error")
-			}
-			for _, w := range tc.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
+			refused(t, c, err, tc.wantErr)
 		})
 	}
 }
