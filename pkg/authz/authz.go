@@ -170,7 +170,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 	if pol == nil {
 		id, _ := peerIdentity(ctx)
 		a.log.LogAttrs(ctx, slog.LevelError, "authz: refused a call before Compile",
-			slog.String("caller", callerName(id)),
+			slog.String("caller", id.String()),
 			slog.String("method", fullMethod),
 			slog.String("reason", "the authorization policy is not compiled: call Compile after registering services and before Serve"),
 			slog.String("decision", decisionDeny),
@@ -188,7 +188,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 			code, reason = codes.Unauthenticated, reason+"; and "+missing
 		}
 		a.log.LogAttrs(ctx, slog.LevelWarn, "authz: denied",
-			slog.String("caller", callerName(id)),
+			slog.String("caller", id.String()),
 			slog.String("method", fullMethod),
 			slog.String("source", string(sourceNone)),
 			slog.String("reason", reason),
@@ -198,7 +198,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 		if id == nil {
 			return status.Errorf(codes.Unauthenticated, "authz: %s requires a verified client certificate", fullMethod)
 		}
-		return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", callerName(id), fullMethod)
+		return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), fullMethod)
 	}
 	id := caller(ctx)
 	if len(r.checks) == 0 {
@@ -263,7 +263,7 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 		decision, msg = decisionWouldDeny, "authz: would deny (audit mode, let through)"
 	}
 	a.log.LogAttrs(ctx, level, msg,
-		slog.String("caller", callerName(id)),
+		slog.String("caller", id.String()),
 		slog.String("method", r.method),
 		slog.String("source", string(d.source)),
 		slog.String("reason", d.reason),
@@ -282,20 +282,7 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 	if d.code == codes.Unauthenticated {
 		return status.Errorf(codes.Unauthenticated, "authz: %s requires a verified client certificate", r.method)
 	}
-	return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", callerName(id), r.method)
-}
-
-// callerName names a caller in logs and messages: identity.Identity's
-// String (CN and SPIFFE ID), or its first DNS name for a certificate that
-// has neither.
-func callerName(id *identity.Identity) string {
-	if s := id.String(); s != "" {
-		return s
-	}
-	if len(id.DNSNames) > 0 {
-		return "dns:" + id.DNSNames[0]
-	}
-	return "<unnamed>"
+	return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), r.method)
 }
 
 // PeerFrom returns the verified caller of the call in ctx, for handlers. It

@@ -33,8 +33,8 @@ type Identity struct {
 	Certificate *x509.Certificate
 }
 
-// String names the identity for logs: the SPIFFE ID when there is one, else
-// the CN.
+// String names the identity for logs: the CN and the SPIFFE ID, whichever
+// it has, or else its first DNS name as "dns:NAME".
 func (id *Identity) String() string {
 	if id == nil {
 		return "<unauthenticated>"
@@ -44,6 +44,11 @@ func (id *Identity) String() string {
 			return id.CommonName + " (" + id.SPIFFEID + ")"
 		}
 		return id.SPIFFEID
+	}
+	if id.CommonName == "" && len(id.DNSNames) > 0 {
+		// Written as the principal that matches it, so a log line names
+		// the caller the way a rule would.
+		return "dns:" + id.DNSNames[0]
 	}
 	return id.CommonName
 }

@@ -42,7 +42,7 @@ func TestFromCertificate(t *testing.T) {
 		{name: "cn and spiffe", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("spiffe://example.org/order")}, want: "order (spiffe://example.org/order)"},
 		{name: "cn only", subject: pkix.Name{CommonName: "order"}, want: "order"},
 		{name: "spiffe only", uris: []*url.URL{uri("spiffe://example.org/ns/prod/sa/order")}, want: "spiffe://example.org/ns/prod/sa/order"},
-		{name: "dns only", dns: []string{"order.internal"}, want: ""},
+		{name: "dns only", dns: []string{"order.internal"}, want: "dns:order.internal"},
 		{name: "two common names", subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: cn, Value: "order"}, {Type: cn, Value: "admin"}}}, wantErr: "2 subject common names"},
 		{name: "two URI SANs", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("spiffe://example.org/order"), uri("spiffe://example.org/admin")}, wantErr: "2 URI SANs"},
 		{name: "URI SAN not SPIFFE", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("https://example.org/order")}, wantErr: "must start with spiffe://"},
