@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/logbuf"
 	"github.com/idwire/idwire/internal/pemfile"
 )
 
@@ -487,7 +488,7 @@ func TestRenewWatch(t *testing.T) {
 	oldUser := readCerts(t, filepath.Join(dir, "user", "tls.crt"))[0]
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr logbuf.Buffer
 	done := make(chan int)
 	go func() {
 		e := &env{ctx: ctx, stdout: &stdout, stderr: &stderr, now: time.Now}

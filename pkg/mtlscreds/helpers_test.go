@@ -1,7 +1,6 @@
 package mtlscreds
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,6 +29,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/logbuf"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -164,11 +163,11 @@ func (f files) options(withCRL bool) Options {
 // observed is what a test sees of a Credentials: its metrics and its log.
 type observed struct {
 	reader *sdkmetric.ManualReader
-	log    *syncBuffer
+	log    *logbuf.Buffer
 }
 
 func observe(o *Options) *observed {
-	ob := &observed{reader: sdkmetric.NewManualReader(), log: &syncBuffer{}}
+	ob := &observed{reader: sdkmetric.NewManualReader(), log: &logbuf.Buffer{}}
 	o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(ob.reader))
 	o.Logger = slog.New(slog.NewTextHandler(ob.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	return ob
@@ -255,23 +254,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // server is a gRPC server on loopback serving the health service and

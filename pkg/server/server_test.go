@@ -1,17 +1,14 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +21,7 @@ import (
 	orderv1 "github.com/idwire/idwire/gen/order/v1"
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/logbuf"
 	"github.com/idwire/idwire/pkg/server"
 	"github.com/idwire/idwire/services/order/ordersvc"
 	"github.com/idwire/idwire/services/payment/paymentsvc"
@@ -59,33 +57,6 @@ func clientConfig(dir, name, peer string) server.ClientConfig {
 		ServerIdentity: peer,
 		Logger:         slog.New(slog.DiscardHandler),
 	}
-}
-
-// syncBuffer collects a server's JSON log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", sc.Text())
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // start runs svc until the test ends.
@@ -281,7 +252,7 @@ func TestHealthcheckSubcommand(t *testing.T) {
 // for one CreateOrder.
 func TestTraceContextFlows(t *testing.T) {
 	dir := pki(t, "user", "order", "payment", "frontend", "admin")
-	var userLogs, paymentLogs, orderLogs syncBuffer
+	var userLogs, paymentLogs, orderLogs logbuf.Buffer
 	u := start(t, config(dir, "user"), usersvc.Service(), &userLogs)
 	p := start(t, config(dir, "payment"), paymentsvc.Service(), &paymentLogs)
 	o := start(t, config(dir, "order"), ordersvc.Service(&ordersvc.Peers{UserAddr: u.Addr().String(), PaymentAddr: p.Addr().String()}), &orderLogs)
@@ -307,8 +278,12 @@ func TestTraceContextFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	traceOf := func(buf *syncBuffer, method, caller string) string {
-		for _, l := range buf.lines(t) {
+	traceOf := func(buf *logbuf.Buffer, method, caller string) string {
+		lines, err := buf.JSONLines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range lines {
 			if l["grpc.method"] == method && l["peer.identity"] != nil && strings.HasPrefix(l["peer.identity"].(string), caller) {
 				id, _ := l["trace_id"].(string)
 				return id
