@@ -31,6 +31,11 @@ type Identity struct {
 	DNSNames []string
 	// Certificate is the verified leaf.
 	Certificate *x509.Certificate
+
+	// name is String's result, made once in FromCertificate: the call log
+	// names the caller on every call, and the identity lives as long as
+	// its connection.
+	name string
 }
 
 // String names the identity for logs: the CN and the SPIFFE ID, whichever
@@ -39,6 +44,13 @@ func (id *Identity) String() string {
 	if id == nil {
 		return "<unauthenticated>"
 	}
+	if id.name != "" {
+		return id.name
+	}
+	return id.describe()
+}
+
+func (id *Identity) describe() string {
 	if id.SPIFFEID != "" {
 		if id.CommonName != "" {
 			return id.CommonName + " (" + id.SPIFFEID + ")"
@@ -85,6 +97,7 @@ func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 	if id.CommonName == "" && id.SPIFFEID == "" && len(id.DNSNames) == 0 {
 		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
 	}
+	id.name = id.describe()
 	return id, nil
 }
 

@@ -128,3 +128,26 @@ func TestValidateSPIFFEID(t *testing.T) {
 		}
 	}
 }
+
+// The call log names the caller on every call: String must not allocate for
+// an identity parsed from a certificate.
+func TestStringDoesNotAllocate(t *testing.T) {
+	a, err := ca.New(ca.Options{TrustDomain: "example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := a.Issue(ca.IssueRequest{Name: "order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.FromCertificate(leaf.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := id.String(), "order (spiffe://example.org/order)"; got != want {
+		t.Fatalf("String() = %q, want %q", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = id.String() }); n != 0 {
+		t.Fatalf("String() allocates %.0f times per call", n)
+	}
+}
