@@ -118,6 +118,12 @@ func TestHandshakeOutcomes(t *testing.T) {
 				c.IsCA = true
 				c.KeyUsage |= x509.KeyUsageCertSign
 			}), nil)},
+		// X509-SVID: a leaf MUST NOT be able to sign certificates or CRLs,
+		// whatever its basic constraints say.
+		{name: "client leaf with keyCertSign", wantErr: true, serverReason: reasonKeyUsage,
+			client: bare(odd("client", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }), nil)},
+		{name: "client leaf with cRLSign", wantErr: true, serverReason: reasonKeyUsage,
+			client: bare(odd("client", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCRLSign }), nil)},
 		// It verifies, but names two identities: which would a rule match?
 		{name: "client cert with two URI SANs", wantErr: true, serverReason: reasonBadIdentity,
 			client: bare(odd("client", func(c *x509.Certificate) {
@@ -146,6 +152,8 @@ func TestHandshakeOutcomes(t *testing.T) {
 				c.IsCA = true
 				c.KeyUsage |= x509.KeyUsageCertSign
 			})},
+		{name: "server leaf with keyCertSign and cRLSign", wantErr: true, clientReason: reasonKeyUsage, client: ours(clientLeaf, nil),
+			bareServer: odd("server", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign })},
 		{name: "server cert expired", wantErr: true, clientReason: reasonExpired, client: ours(clientLeaf, nil),
 			bareServer: odd("server", func(c *x509.Certificate) {
 				c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)

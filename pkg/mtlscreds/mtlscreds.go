@@ -89,6 +89,11 @@ const (
 	// aged connection may take before it is closed. With the defaults every
 	// connection re-handshakes within 15m×1.1+5m = 21.5 minutes.
 	DefaultMaxConnectionAgeGrace = 5 * time.Minute
+	// DefaultHandshakeTimeout bounds how long a new server connection may
+	// take to complete its TLS and HTTP/2 handshakes. gRPC's own default is
+	// 120 seconds, which lets a client that never sends a ClientHello hold
+	// a connection (and a goroutine) for two minutes.
+	DefaultHandshakeTimeout = 10 * time.Second
 )
 
 // Options configure NewServer and NewClient. CertFile, KeyFile and CAFile are
@@ -128,6 +133,11 @@ type Options struct {
 	// puts in keepalive.ServerParameters; zero means
 	// DefaultMaxConnectionAge and DefaultMaxConnectionAgeGrace.
 	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// HandshakeTimeout is what ServerOptions passes to
+	// grpc.ConnectionTimeout: a connection whose TLS and HTTP/2 handshakes
+	// have not completed by then is closed. Zero means
+	// DefaultHandshakeTimeout (10s). Servers only.
+	HandshakeTimeout time.Duration
 
 	// PollInterval is how often the files are stat'ed in case a change is
 	// missed by fsnotify; zero means filewatch.DefaultPollInterval (30s), a
@@ -297,8 +307,11 @@ func checkOptions(opts *Options, server bool) error {
 			return fmt.Errorf("mtlscreds: Options.ServerIdentity: %w", err)
 		}
 	}
-	if opts.MaxConnectionAge < 0 || opts.MaxConnectionAgeGrace < 0 {
-		return errors.New("mtlscreds: Options.MaxConnectionAge and MaxConnectionAgeGrace must not be negative")
+	if opts.MaxConnectionAge < 0 || opts.MaxConnectionAgeGrace < 0 || opts.HandshakeTimeout < 0 {
+		return errors.New("mtlscreds: Options.MaxConnectionAge, MaxConnectionAgeGrace and HandshakeTimeout must not be negative")
+	}
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if opts.MaxConnectionAge == 0 {
 		opts.MaxConnectionAge = DefaultMaxConnectionAge
@@ -378,14 +391,17 @@ func (c *Credentials) TLSConfig() *tls.Config {
 }
 
 // ServerOptions returns the grpc.ServerOptions that serve with c: the
-// credentials, and a maximum connection age (Options.MaxConnectionAge,
-// default 15 minutes, plus Options.MaxConnectionAgeGrace, default 5) after
-// which each client reconnects and re-handshakes, so that a rotated
-// certificate, a new bundle or a revocation applies to every connection
-// within a bounded time.
+// credentials, a handshake timeout (Options.HandshakeTimeout, default 10
+// seconds) so that a connection that never completes its handshake is not
+// held for gRPC's default of two minutes, and a maximum connection age
+// (Options.MaxConnectionAge, default 15 minutes, plus
+// Options.MaxConnectionAgeGrace, default 5) after which each client
+// reconnects and re-handshakes, so that a rotated certificate, a new bundle
+// or a revocation applies to every connection within a bounded time.
 func ServerOptions(c *Credentials) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(c),
+		grpc.ConnectionTimeout(c.opts.HandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      c.opts.MaxConnectionAge,
 			MaxConnectionAgeGrace: c.opts.MaxConnectionAgeGrace,

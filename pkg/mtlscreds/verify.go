@@ -23,6 +23,7 @@ const (
 	reasonNotYetValid       = "not_yet_valid"
 	reasonExtKeyUsage       = "ext_key_usage"
 	reasonLeafIsCA          = "leaf_is_ca"
+	reasonKeyUsage          = "key_usage"
 	reasonRevoked           = "revoked"
 	reasonRevocationUnknown = "revocation_unknown"
 	reasonServerName        = "server_name"
@@ -98,12 +99,28 @@ func checkLeaf(leaf *x509.Certificate, want x509.ExtKeyUsage) error {
 	if leaf.IsCA {
 		return reject(reasonLeafIsCA, leaf, errors.New("is a CA certificate; a CA may not be used as a peer identity"))
 	}
+	// The X509-SVID spec: a leaf MUST NOT carry keyCertSign or cRLSign. Go
+	// checks neither, and a leaf that may sign certificates or CRLs is a CA
+	// in all but its basic constraints.
+	if ku := leaf.KeyUsage & (x509.KeyUsageCertSign | x509.KeyUsageCRLSign); ku != 0 {
+		return reject(reasonKeyUsage, leaf, fmt.Errorf("is a leaf with the %s key usage, which only a CA may have", caKeyUsages(ku)))
+	}
 	for _, u := range leaf.ExtKeyUsage {
 		if u == want {
 			return nil
 		}
 	}
 	return reject(reasonExtKeyUsage, leaf, fmt.Errorf("lacks the %s extended key usage", ekuName(want)))
+}
+
+func caKeyUsages(ku x509.KeyUsage) string {
+	switch ku {
+	case x509.KeyUsageCertSign:
+		return "keyCertSign"
+	case x509.KeyUsageCRLSign:
+		return "cRLSign"
+	}
+	return "keyCertSign and cRLSign"
 }
 
 func ekuName(u x509.ExtKeyUsage) string {
