@@ -55,8 +55,8 @@ func callerName(t *testing.T, client string) string {
 	if err != nil {
 		return (*identity.Identity)(nil).String()
 	}
-	if id.CommonName == "" && id.SPIFFEID == "" {
-		return "dns:" + id.DNSNames[0] // identity.String is empty
+	if id.CommonName() == "" && id.SPIFFEID() == "" {
+		return "dns:" + id.DNSNames()[0] // identity.String is empty
 	}
 	return id.String()
 }

@@ -230,7 +230,7 @@ func (m *matcher) match(id *identity.Identity) *entry {
 	if m.n == 0 {
 		return nil
 	}
-	if cn := id.CommonName; cn != "" {
+	if cn := id.CommonName(); cn != "" {
 		if e := m.cn[cn]; e != nil {
 			return e
 		}
@@ -238,7 +238,7 @@ func (m *matcher) match(id *identity.Identity) *entry {
 			return e
 		}
 	}
-	if sid := id.SPIFFEID; sid != "" {
+	if sid := id.SPIFFEID(); sid != "" {
 		if e := m.spiffe[sid]; e != nil {
 			return e
 		}
@@ -249,7 +249,7 @@ func (m *matcher) match(id *identity.Identity) *entry {
 	if len(m.dns) == 0 && len(m.dnsPrefix) == 0 {
 		return nil
 	}
-	for _, name := range id.DNSNames {
+	for name := range id.AllDNSNames() {
 		// DNS names compare without case, and principals are stored lower
 		// case; a certificate's names almost always are too, so only the
 		// rare upper-case SAN pays for a lower-cased copy.
