@@ -46,7 +46,11 @@ type OverlayRule struct {
 	// source, so an overlay deny refuses even a caller allow_authenticated
 	// or a prefix admits, and an overlay allow cannot lift a proto deny.
 	Deny []string `json:"deny,omitempty"`
-	// Audit, when set, turns audit mode on or off.
+	// Audit: false turns off audit mode, so that the rule is enforced.
+	// Audit: true is only honoured where the proto (or Options.Rules)
+	// puts the rule in audit mode itself: elsewhere it is ignored with a
+	// warning, because audit mode lets refused calls through and the
+	// overlay may not weaken a rule.
 	Audit *bool `json:"audit,omitempty"`
 }
 
@@ -161,9 +165,12 @@ func (a *Authorizer) Reload() error {
 	if err == nil && a.loaded != nil && bytes.Equal(ov.raw, a.loaded.raw) {
 		return nil // touched, not changed
 	}
-	var pol *policy
+	var (
+		pol      *policy
+		warnings []string
+	)
 	if err == nil {
-		pol, err = buildPolicy(a.base, ov, a.counts)
+		pol, warnings, err = buildPolicy(a.base, ov, a.counts)
 	}
 	if err != nil {
 		err = fmt.Errorf("authz: %w", err)
@@ -173,6 +180,7 @@ func (a *Authorizer) Reload() error {
 	}
 	a.loaded = ov
 	a.policy.Store(pol)
+	a.warnOverlay(warnings)
 	a.log.Info("authz: policy file loaded",
 		slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
 	return nil

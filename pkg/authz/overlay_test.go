@@ -107,16 +107,28 @@ func TestOverlayPrecedence(t *testing.T) {
 		{
 			name: "the method entry comes after the service entry",
 			policy: `rules:
-  authztest.v1.GuardedService: {allow: [payment], audit: true}
-  /authztest.v1.GuardedService/ByName: {revoke: [payment], audit: false}
+  authztest.v1.GuardedService: {allow: [payment], audit: false}
+  /authztest.v1.GuardedService/ByName: {revoke: [payment]}
+  /authztest.v1.GuardedService/Audited: {audit: true}
 `,
 			checks: []decisionCase{
 				{"ByName", "payment", codes.PermissionDenied, "proto:method+overlay"},
 				{"BySPIFFE", "payment", codes.OK, ""},
-				// audit: true from the service entry lets this through...
-				{"BySPIFFE", "admin", codes.OK, "proto:method+overlay"},
-				// ...and the method entry's audit: false enforces again.
-				{"ByName", "admin", codes.PermissionDenied, "proto:method+overlay"},
+				// audit: false from the service entry enforces the
+				// proto's audited rule...
+				{"Audited", "admin", codes.OK, ""},
+				// ...and the method entry's audit: true gives the proto's
+				// audit mode back.
+				{"Audited", "order", codes.OK, "proto:method+overlay"},
+			},
+		},
+		{
+			name:   "an overlay deny is enforced in audit mode",
+			policy: `rules: {"/authztest.v1.GuardedService/Audited": {deny: [order]}}`,
+			checks: []decisionCase{
+				{"Audited", "order", codes.PermissionDenied, "overlay"},
+				{"Audited", "payment", codes.OK, "proto:method+overlay"},
+				{"Audited", "admin", codes.OK, ""},
 			},
 		},
 		{
@@ -155,6 +167,49 @@ func TestOverlayPrecedence(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkDecisions(t, a, logs, tc.checks)
+		})
+	}
+}
+
+// The overlay may never weaken a rule: audit mode lets refused calls
+// through, so an overlay cannot turn it on where the proto enforces. It is
+// ignored with a WARN, and the rest of the file still applies.
+func TestOverlayCannotEnableAudit(t *testing.T) {
+	for _, tc := range []struct{ name, policy, key string }{
+		{"method entry", `rules: {"/authztest.v1.GuardedService/DenyFirst": {audit: true, deny: [admin]}, "/authztest.v1.GuardedService/ByName": {audit: true}, "/authztest.v1.GuardedService/Public": {audit: true}}`, "/authztest.v1.GuardedService/ByName"},
+		{"service entry", "rules:\n  authztest.v1.GuardedService: {audit: true}\n  /authztest.v1.GuardedService/DenyFirst: {deny: [admin]}\n", "authztest.v1.GuardedService"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			writePolicy(t, path, tc.policy)
+			logs := newLogRecorder()
+			a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+			defer a.Close()
+			if err := a.Compile(newServer()); err != nil {
+				t.Fatal(err)
+			}
+			recs := logs.take()
+			warned := false
+			for _, r := range recs {
+				if r.Level == slog.LevelWarn && r.Message == "authz: policy file entry ignored" &&
+					strings.Contains(attrs(r)["reason"], fmt.Sprintf("rules[%q]: \"audit: true\" ignored", tc.key)) {
+					warned = true
+				}
+			}
+			if !warned {
+				t.Errorf("no WARN that audit: true was ignored for %s:\n%s", tc.key, lines(recs))
+			}
+			checkDecisions(t, a, logs, []decisionCase{
+				// A proto deny, an overlay deny and no allow: all enforced.
+				{"DenyFirst", "payment", codes.PermissionDenied, "proto:method"},
+				{"DenyFirst", "admin", codes.PermissionDenied, "overlay"},
+				{"ByName", "payment", codes.PermissionDenied, "proto:method+overlay"},
+				// A caller without a certificate is still refused...
+				{"ByName", "", codes.Unauthenticated, "proto:method+overlay"},
+				// ...where the proto does not make the method public.
+				{"Public", "", codes.OK, ""},
+				{"ByName", "order", codes.OK, ""},
+			})
 		})
 	}
 }
