@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"slices"
-
-	"sigs.k8s.io/yaml"
 )
 
 // OverlayFile is the format of Options.PolicyFile, in YAML or JSON:
@@ -69,19 +68,27 @@ type overlayRule struct {
 // readOverlay reads and validates a policy file on its own; buildPolicy then
 // checks it against the registered methods.
 func readOverlay(path string) (*overlay, error) {
-	raw, err := os.ReadFile(path)
+	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy file: %w", err)
+	}
+	defer fh.Close()
+	raw, err := io.ReadAll(io.LimitReader(fh, MaxPolicyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	return parseOverlay(path, raw)
 }
 
 func parseOverlay(path string, raw []byte) (*overlay, error) {
+	if len(raw) > MaxPolicyFileSize {
+		return nil, fmt.Errorf("policy file %s is larger than %d bytes", path, MaxPolicyFileSize)
+	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("policy file %s is empty (write \"rules: {}\" for an overlay that changes nothing)", path)
 	}
-	var f OverlayFile
-	if err := yaml.UnmarshalStrict(raw, &f); err != nil {
+	f, err := decodeOverlay(raw)
+	if err != nil {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	if f.Rules == nil {

@@ -148,6 +148,16 @@ func TestOverlayPrecedence(t *testing.T) {
 			},
 		},
 		{
+			name:   "quoted, words YAML 1.1 reads as booleans are principals",
+			policy: "rules:\n  /authztest.v1.GuardedService/ByName:\n    allow: [\"on\", 'n', !!str off]\n",
+			checks: []decisionCase{
+				{"ByName", "on", codes.OK, ""},
+				{"ByName", "n", codes.OK, ""},
+				{"ByName", "off", codes.OK, ""},
+				{"ByName", "true", codes.PermissionDenied, "proto:method+overlay"},
+			},
+		},
+		{
 			name:   "an empty overlay changes nothing",
 			policy: "rules: {}\n",
 			checks: []decisionCase{
@@ -229,6 +239,33 @@ func TestOverlayRejects(t *testing.T) {
 		{"bad principal", `rules: {"/authztest.v1.GuardedService/ByName": {deny: ["dns:*.internal"]}}`, `rules["/authztest.v1.GuardedService/ByName"].deny: principal "dns:*.internal"`},
 		{"allowed and revoked", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment], revoke: [payment]}}`, `"payment" is both allowed and revoked`},
 		{"revokes nothing", `rules: {"/authztest.v1.GuardedService/ByName": {revoke: [ordre]}}`, `revoke "ordre": no rule in scope allows it`},
+		// YAML 1.1 reads these as other things than the principal written.
+		{"on", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [on]}}`, `on is a boolean in YAML 1.1: quote it`},
+		{"n", "rules:\n  /authztest.v1.GuardedService/ByName:\n    deny:\n      - n\n", `line 4: a principal in rules["/authztest.v1.GuardedService/ByName"].deny: n is a boolean in YAML 1.1`},
+		{"Yes", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [Yes]}}`, `Yes is a boolean in YAML 1.1`},
+		{"true", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [true]}}`, `true is read as a boolean: quote it`},
+		{"hex", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [0x1f]}}`, `0x1f is read as a number: quote it`},
+		{"number", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [1e3]}}`, `1e3 is read as a number`},
+		{"null principal", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [~]}}`, `is read as null`},
+		{"JSON number", `{"rules": {"/authztest.v1.GuardedService/ByName": {"allow": [31]}}}`, `31 is read as a number`},
+		{"number key", `rules: {1.5: {allow: [order]}}`, `a rules key must be a string`},
+		{"list of lists", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [[order]]}}`, `must be a string`},
+		{"principals not a list", `rules: {"/authztest.v1.GuardedService/ByName": {allow: order}}`, `allow must be a list of principals`},
+		{"audit not a boolean", `rules: {"/authztest.v1.GuardedService/ByName": {audit: "false"}}`, `audit must be true or false`},
+		{"audit yes", `rules: {"/authztest.v1.GuardedService/ByName": {audit: yes}}`, `audit must be true or false`},
+		// Keys are matched exactly and only once: encoding/json folded case,
+		// so "Deny" then "deny" kept only the last list.
+		{"field in another case", "rules:\n  /authztest.v1.GuardedService/ByName:\n    Deny: [payment]\n    deny: [admin]\n", `line 3: rules["/authztest.v1.GuardedService/ByName"]: unknown field "Deny"`},
+		{"Rules", "Rules: {}\n", `unknown field "Rules"`},
+		{"field twice", "rules:\n  /authztest.v1.GuardedService/ByName:\n    deny: [payment]\n    deny: [admin]\n", `line 4: rules["/authztest.v1.GuardedService/ByName"]: key "deny" appears twice`},
+		{"key twice", "rules:\n  authztest.v1.GuardedService: {deny: [payment]}\n  authztest.v1.GuardedService: {}\n", `key "authztest.v1.GuardedService" appears twice`},
+		{"rules twice", "rules: {authztest.v1.GuardedService: {deny: [payment]}}\nrules: {}\n", `key "rules" appears twice`},
+		{"JSON key twice", `{"rules": {"authztest.v1.GuardedService": {"deny": ["payment"], "deny": []}}}`, `key "deny" appears twice`},
+		{"alias", "rules:\n  authztest.v1.GuardedService: &d {deny: [payment]}\n  /authztest.v1.GuardedService/ByName: *d\n", `aliases are not allowed`},
+		{"merge key", "rules:\n  /authztest.v1.GuardedService/ByName:\n    <<: {deny: [payment]}\n", `must be a string`},
+		{"two documents", "rules: {}\n---\nrules: {authztest.v1.GuardedService: {deny: [payment]}}\n", `a second YAML document`},
+		{"too large", "rules: {}\n" + strings.Repeat("# padding\n", authz.MaxPolicyFileSize/10), fmt.Sprintf("is larger than %d bytes", authz.MaxPolicyFileSize)},
+		{"invisible character", `rules: {"/authztest.v1.GuardedService/ByName": {allow: ["ad\u200bmin"]}}`, `invisible or format character U+200B`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
