@@ -136,6 +136,12 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 		{method: "BySPIFFE", client: "several-uris", want: codes.Unauthenticated, source: "proto:method", reason: "URI SANs", ambiguous: true},
 		{method: "Watch", client: "several-uris", want: codes.Unauthenticated, source: "proto:method", reason: "URI SANs", ambiguous: true},
 		{method: "Public", client: "several-cns", want: codes.OK, ambiguous: true},
+		// A SPIFFE ID is read as the certificate writes it, and must be
+		// canonical; a certificate with more SANs than identity.MaxSANs
+		// names nobody. Neither ever reaches a rule.
+		{method: "BySPIFFE", client: "spiffe-upper-scheme", want: codes.Unauthenticated, source: "proto:method", reason: "must start with spiffe://", ambiguous: true},
+		{method: "BySPIFFE", client: "spiffe-empty-fragment", want: codes.Unauthenticated, source: "proto:method", reason: "SPIFFE ID path may hold only", ambiguous: true},
+		{method: "ByDNS", client: "thousands-of-dns-names", want: codes.Unauthenticated, source: "proto:method", reason: "5001 subject alternative names", ambiguous: true},
 	}
 	for _, kind := range []credsKind{mtlsCreds, plainTLSInfo} {
 		t.Run(kind.String(), func(t *testing.T) {
