@@ -570,3 +570,72 @@ func TestBundleRotationCLI(t *testing.T) {
 	later.ok("bootstrap", "--dir", dir, "--services", "order")
 	later.ok("verify", "--ca", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "order", "tls.crt"))
 }
+
+// TestInspectEscapesNames: the names in a certificate are the issuer's
+// choice, and inspect prints them to a terminal. Escape sequences (ESC,
+// BEL), invisible format characters (a right-to-left override) and bytes
+// that are not UTF-8 come out escaped, never raw; JSON escapes its own.
+func TestInspectEscapesNames(t *testing.T) {
+	dir := t.TempDir()
+	c := cli{t: t}
+	c.ok("init", "--dir", dir, "--trust-domain", "example.org")
+	s, err := ca.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := s.Authority.Sign(&x509.Certificate{
+		Subject:   pkix.Name{CommonName: "\x1b]0;owned\x07\x1b[2Jadmin\u202enimda"},
+		DNSNames:  []string{"evil\x1b[31m.example"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+	}, key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "evil.crt")
+	if err := os.WriteFile(file, pemfile.EncodeCerts(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := c.ok("inspect", file)
+	if strings.ContainsAny(text, "\x1b\x07\u202e") {
+		t.Fatalf("inspect printed control characters raw: %q", text)
+	}
+	for _, want := range []string{
+		`Subject:     CN=\x1b]0\;owned\x07\x1b[2Jadmin\u202enimda`,
+		`DNS names:   evil\x1b[31m.example`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("inspect output lacks %s:\n%s", want, text)
+		}
+	}
+	out := c.ok("inspect", "--json", file)
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("inspect --json printed control characters raw: %q", out)
+	}
+	var infos []certInfo
+	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 || infos[0].Subject != cert.Subject.String() {
+		t.Fatalf("inspect --json does not round-trip the subject: %v %+v", err, infos)
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"order":             "order",
+		"CN=café, O=idwire": "CN=café, O=idwire",
+		"a\x1b[2Jb":         `a\x1b[2Jb`,
+		"tab\there":         `tab\x09here`,
+		"rlo\u202eolr":      `rlo\u202eolr`,
+		"zw\u200bsp":        `zw\u200bsp`,
+		"bad\xffutf8":       `bad\xffutf8`,
+		"tag\U000E0041":     `tag\U000e0041`,
+		"del\x7f":           `del\x7f`,
+		"c1\u009bcsi":       `c1\u009bcsi`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
