@@ -129,6 +129,19 @@ func TestHandshakeOutcomes(t *testing.T) {
 			client: bare(odd("client", func(c *x509.Certificate) {
 				c.URIs = append(c.URIs, a.SPIFFEID("admin"))
 			}), nil)},
+		// Go's verifier takes anyExtendedKeyUsage for any usage; the
+		// X509-SVID profile names the usages, and so do we.
+		{name: "client cert with anyExtendedKeyUsage only", wantErr: true, serverReason: reasonExtKeyUsage,
+			client: bare(odd("client", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} }), nil)},
+		// A valid chain padded with intermediates that are never used but
+		// that the verifier would try (same subject as the issuer):
+		// refused on its length, before any signature is checked.
+		{name: "client chain padded with junk intermediates", wantErr: true, serverReason: reasonChainTooLong,
+			client: bare(padded(t, clientLeaf, 150), nil)},
+		{name: "client chain of the longest length accepted", wantIdentity: "client",
+			client: bare(padded(t, clientLeaf, maxPeerChain-2), nil)},
+		{name: "server chain padded with junk intermediates", wantErr: true, clientReason: reasonChainTooLong,
+			client: ours(clientLeaf, nil), bareServer: padded(t, serverLeaf, 150)},
 		{name: "server name mismatch", client: ours(clientLeaf, nil), authority: "elsewhere",
 			wantErr: true, clientReason: reasonServerName},
 		{name: "server name from Options.ServerName", client: ours(clientLeaf, func(o *Options) { o.ServerName = "server" }),

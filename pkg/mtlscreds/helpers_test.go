@@ -107,6 +107,34 @@ func selfSigned(t testing.TB, name string) *ca.Leaf {
 	return &ca.Leaf{Cert: cert, Chain: []*x509.Certificate{cert}, Key: key}
 }
 
+// padded is leaf with n junk CA certificates appended to its chain, each
+// named like leaf's issuer so that a verifier tries their signatures.
+func padded(t testing.TB, leaf *ca.Leaf, n int) *ca.Leaf {
+	t.Helper()
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := append([]*x509.Certificate(nil), leaf.Chain...)
+	for i := range n {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 1)), Subject: leaf.Cert.Issuer,
+			NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	return &ca.Leaf{Cert: leaf.Cert, Chain: chain, Key: leaf.Key}
+}
+
 // crlPEM is a CRL from a's intermediate revoking serials, valid for an hour
 // unless next says otherwise.
 func crlPEM(t testing.TB, a *ca.Authority, next time.Time, revoked ...*x509.Certificate) []byte {

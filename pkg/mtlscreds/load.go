@@ -25,13 +25,11 @@ func (f *fileSet) equal(g *fileSet) bool {
 // snapshot is one validated set of credentials. It is never modified after
 // load, so handshakes read it without locks through state.cur.
 type snapshot struct {
-	files  fileSet
-	cert   tls.Certificate
-	leaf   *x509.Certificate
-	roots  []*x509.Certificate
-	pool   *x509.CertPool
-	crls   map[string][]*crl // by the issuer's raw subject
-	crlSet []*crl
+	files fileSet
+	cert  tls.Certificate
+	leaf  *x509.Certificate
+	roots []*x509.Certificate
+	verifier
 	// config is built once per load: the server hands it to every
 	// handshake as it is; the client clones it per connection to set the
 	// server name.
@@ -122,8 +120,8 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		cert:  tls.Certificate{PrivateKey: key, Leaf: leaf},
 		leaf:  leaf,
 		roots: roots,
-		pool:  pool,
 	}
+	s.pool = pool
 	for _, c := range chain {
 		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
 	}
@@ -135,6 +133,13 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 	s.config = st.buildConfig(s)
 	s.httpConfig = s.config.Clone()
 	s.httpConfig.NextProtos = []string{"h2", "http/1.1"}
+	if st.server {
+		// An HTTPS server's handlers read the verified chains from the
+		// connection state, which only crypto/tls's own verification
+		// fills in.
+		s.httpConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		s.httpConfig.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkVerifiedClient(s, cs) }
+	}
 	return s, nil
 }
 
@@ -150,23 +155,25 @@ func (st *state) buildConfig(s *snapshot) *tls.Config {
 	}
 	if st.server {
 		cfg.ClientCAs = s.pool
-		// Go's own check is "if given" in both modes so that a missing
-		// certificate reaches VerifyConnection, which refuses it in Strict
-		// mode with a reason we can log and count.
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		// crypto/tls only asks for a certificate, in both modes: a missing
+		// one reaches VerifyConnection, which refuses it in Strict mode
+		// with a reason we can log and count, and a presented chain is
+		// verified there, by verify, after its length is checked.
+		// serverHandshake sets VerifyConnection per connection to keep the
+		// verified peer.
+		cfg.ClientAuth = tls.RequestClientCert
 		// Resumption would skip the certificate checks against the bundle
 		// of the day; gRPC connections are long-lived, so full handshakes
 		// cost little.
 		cfg.SessionTicketsDisabled = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkClient(s, cs) }
-	} else {
-		cfg.RootCAs = s.pool
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.VerifiedChains) == 0 {
-				return reject(reasonNoCertificate, nil, errors.New("the server's certificate did not verify"))
-			}
-			return st.checkChains(s, cs.VerifiedChains)
+		cfg.VerifyConnection = func(tls.ConnectionState) error {
+			return reject(reasonInvalid, nil, errors.New("mtlscreds: internal error: the connection's VerifyConnection was not set"))
 		}
+	} else {
+		// clientHandshake verifies the server itself, per connection (see
+		// verifyServer); crypto/tls's own check against these roots is
+		// the fall-back should that ever not be set.
+		cfg.RootCAs = s.pool
 	}
 	return cfg
 }
@@ -180,16 +187,14 @@ func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate,
 	if err != nil {
 		return fmt.Errorf("CRL file %s: %w", file, err)
 	}
-	s.crls = make(map[string][]*crl)
 	for i, l := range lists {
 		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
 			return fmt.Errorf("CRL file %s: CRL %d from %q expired at %s (next update), now is %s",
 				file, i+1, l.Issuer, l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
-		c := &crl{list: l, revoked: make(map[string]struct{}, len(l.RevokedCertificateEntries))}
-		for _, e := range l.RevokedCertificateEntries {
-			c.revoked[string(e.SerialNumber.Bytes())] = struct{}{}
-		}
+	}
+	s.addCRLs(lists)
+	for i, c := range s.crlSet {
 		// A known certificate with the CRL's issuer name and key
 		// identifier must have signed it: a CRL that claims to be from
 		// our own CA but is not is a bad file, not one to skip. Other
@@ -197,20 +202,17 @@ func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate,
 		// peers know) are verified at the handshake that needs them.
 		var claimed *x509.Certificate
 		for _, k := range known {
-			if !bytes.Equal(k.RawSubject, l.RawIssuer) || !sameKeyID(k, l) {
+			if !bytes.Equal(k.RawSubject, c.list.RawIssuer) || !sameKeyID(k, c.list) {
 				continue
 			}
 			claimed = k
-			if l.CheckSignatureFrom(k) == nil {
-				c.signer.Store(k)
+			if c.signedBy(k) {
 				break
 			}
 		}
 		if claimed != nil && c.signer.Load() == nil {
 			return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, i+1, describe(claimed))
 		}
-		s.crls[string(l.RawIssuer)] = append(s.crls[string(l.RawIssuer)], c)
-		s.crlSet = append(s.crlSet, c)
 	}
 	return nil
 }

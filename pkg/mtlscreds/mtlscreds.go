@@ -184,7 +184,6 @@ type state struct {
 	closed     bool
 	watching   bool // set before the watcher starts
 
-	base    *tls.Config // server: hands each handshake the current snapshot's config
 	metrics *metrics
 	watcher *filewatch.Watcher
 
@@ -241,12 +240,6 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 		return nil, fmt.Errorf("mtlscreds: metrics: %w", err)
 	}
 	if server {
-		st.base = &tls.Config{
-			MinVersion: opts.MinVersion,
-			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-				return st.cur.Load().config, nil
-			},
-		}
 		if opts.Mode == Permissive {
 			st.log.Warn("mtlscreds: server in PERMISSIVE mode: clients without a certificate are accepted, unauthenticated; use it only while migrating callers to mTLS")
 		}
