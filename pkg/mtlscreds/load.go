@@ -115,6 +115,11 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 	if err := checkLeaf(leaf, st.ownEKU); err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
 	}
+	// Peers refuse a certificate that names no identity: say so now, not
+	// at every handshake on the other side.
+	if _, err := leafIdentity(leaf); err != nil {
+		return nil, fmt.Errorf("certificate file %s: %w; idwire peers would refuse it", o.CertFile, err)
+	}
 	s := &snapshot{
 		files: f,
 		cert:  tls.Certificate{PrivateKey: key, Leaf: leaf},

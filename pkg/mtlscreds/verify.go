@@ -126,9 +126,9 @@ func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, n
 	if err := checkLeaf(leaf, usage); err != nil {
 		return nil, err
 	}
-	id, err := identity.FromCertificate(leaf)
+	id, err := leafIdentity(leaf)
 	if err != nil {
-		return nil, reject(reasonBadIdentity, leaf, err)
+		return nil, err
 	}
 	if v.crls != nil {
 		for _, chain := range chains {
@@ -136,6 +136,21 @@ func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, n
 				return nil, err
 			}
 		}
+	}
+	return id, nil
+}
+
+// leafIdentity parses the identity of a leaf. A certificate that names its
+// holder by IP address alone (common for servers dialled by address) gets
+// an error that says so: idwire identities are names.
+func leafIdentity(leaf *x509.Certificate) (*identity.Identity, error) {
+	id, err := identity.FromCertificate(leaf)
+	if err != nil {
+		if leaf.Subject.CommonName == "" && len(leaf.URIs) == 0 && len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) > 0 {
+			err = fmt.Errorf("names its holder only by IP address (%v), which is no idwire identity: "+
+				"give the certificate a common name, DNS name or SPIFFE ID as well (mtlsca names every certificate all three ways)", leaf.IPAddresses)
+		}
+		return nil, reject(reasonBadIdentity, leaf, err)
 	}
 	return id, nil
 }
