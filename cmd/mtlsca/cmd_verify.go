@@ -65,6 +65,13 @@ func runVerify(e *env, c *command, args []string) int {
 		if err == nil {
 			crls, err = pemfile.ParseCRLs(data)
 		}
+		for i, l := range crls {
+			if err == nil {
+				if err = mtlscreds.CheckCRL(l); err != nil {
+					err = fmt.Errorf("CRL %d from %q %w", i+1, l.Issuer, err)
+				}
+			}
+		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca verify: --crl %s: %v\n", crlPath, err)
 			return exitUsage

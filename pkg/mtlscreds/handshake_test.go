@@ -3,6 +3,9 @@ package mtlscreds
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
 	"os"
 	"strings"
 	"testing"
@@ -106,6 +109,11 @@ func TestHandshakeOutcomes(t *testing.T) {
 			wantErr: true, serverReason: reasonRevoked},
 		{name: "not revoked by CRL", crl: crlPEM(t, a, time.Time{}, revokedLeaf.Cert), client: ours(clientLeaf, nil),
 			wantIdentity: "client"},
+		// The newest CRL of an issuer decides, wherever it is in the file.
+		{name: "revoked by the newer of two CRLs, the older first", crl: append(crlPEM(t, a, time.Time{}), crlPEM(t, a, time.Time{}, revokedLeaf.Cert)...),
+			client: ours(revokedLeaf, nil), wantErr: true, serverReason: reasonRevoked},
+		{name: "not revoked by the newer of two CRLs, the older first", crl: append(crlPEM(t, a, time.Time{}, clientLeaf.Cert), crlPEM(t, a, time.Time{})...),
+			client: ours(clientLeaf, nil), wantIdentity: "client"},
 		{name: "CRL from another issuer only: revocation undecidable", crl: crlPEM(t, other, time.Time{}),
 			client: ours(clientLeaf, nil), wantErr: true, serverReason: reasonRevocationUnknown},
 		{name: "client cert with serverAuth only", wantErr: true, serverReason: reasonExtKeyUsage,
@@ -338,6 +346,7 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 	a := newAuthority(t)
 	leaf := issue(t, a, "server")
 	other := issue(t, a, "other")
+	withCRL := func(o *Options) { o.CRLFile = o.CAFile[:len(o.CAFile)-len("ca.crt")] + "ca.crl" }
 	tests := []struct {
 		name    string
 		setup   func(t *testing.T, f files)
@@ -380,6 +389,30 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 			impostor := &ca.Authority{Intermediate: a.Intermediate, IntermediateKey: newAuthority(t).IntermediateKey}
 			f.writeCRL(t, crlPEM(t, impostor, time.Time{}))
 		}, func(o *Options) { o.CRLFile = o.CAFile[:len(o.CAFile)-len("ca.crt")] + "ca.crl" }, []string{"CRL file", "not signed"}},
+		// Each speaks for less than all of its issuer's certificates: a
+		// peer not on it would look unrevoked.
+		{"delta CRL", func(t *testing.T, f files) {
+			f.writeCRL(t, crlWith(t, a, func(rl *x509.RevocationList) {
+				rl.ExtraExtensions = []pkix.Extension{{Id: oidDeltaCRLIndicator, Critical: true, Value: []byte{2, 1, 1}}}
+			}))
+		}, withCRL, []string{"CRL file", "CRL 1", "delta CRL"}},
+		{"partial CRL (issuing distribution point)", func(t *testing.T, f files) {
+			f.writeCRL(t, append(crlPEM(t, a, time.Time{}), crlWith(t, a, func(rl *x509.RevocationList) {
+				// onlyContainsUserCerts
+				rl.ExtraExtensions = []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: []byte{0x30, 0x03, 0x81, 0x01, 0xff}}}
+			})...))
+		}, withCRL, []string{"CRL file", "CRL 2", "issuing distribution point"}},
+		{"indirect CRL entry", func(t *testing.T, f files) {
+			f.writeCRL(t, crlWith(t, a, func(rl *x509.RevocationList) {
+				rl.RevokedCertificateEntries = []x509.RevocationListEntry{{SerialNumber: big.NewInt(7), RevocationTime: time.Now(),
+					ExtraExtensions: []pkix.Extension{{Id: oidCertificateIssuer, Critical: true, Value: []byte{0x30, 0x00}}}}}
+			}))
+		}, withCRL, []string{"CRL file", "indirect CRL", "serial 7"}},
+		{"CRL with an unknown critical extension", func(t *testing.T, f files) {
+			f.writeCRL(t, crlWith(t, a, func(rl *x509.RevocationList) {
+				rl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}
+			}))
+		}, withCRL, []string{"CRL file", "critical extension 1.3.6.1.4.1.99999.1"}},
 		{"no certificate file option", nil, func(o *Options) { o.CertFile = "" }, []string{"CertFile"}},
 		{"TLS 1.1", nil, func(o *Options) { o.MinVersion = tls.VersionTLS11 }, []string{"MinVersion"}},
 		{"client option on a server", nil, func(o *Options) { o.ServerName = "x" }, []string{"ServerName"}},

@@ -13,6 +13,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/idwire/idwire/internal/ca"
 )
 
 // TestHandshakeTimeout: a client that connects and never sends a
@@ -99,4 +101,93 @@ func TestIPOnlyServer(t *testing.T) {
 	g.write(t, ipOnly, a.Root)
 	c, err := NewServer(withLogger(g.options(false)))
 	refused(t, c, err, []string{g.cert, want, "idwire peers would refuse it"})
+}
+
+// TestCRLNeverGoesBack: reloading a CRL file whose CRL from an issuer has a
+// lower CRL Number than the one in use (an old file restored, a replayed
+// write) is rejected, so a revoked peer stays refused.
+func TestCRLNeverGoesBack(t *testing.T) {
+	a := newAuthority(t)
+	srvFiles, cliFiles := newFiles(t), newFiles(t)
+	srvFiles.write(t, issue(t, a, "server"), a.Root)
+	cli := issue(t, a, "client")
+	cliFiles.write(t, cli, a.Root)
+	older := crlPEM(t, a, time.Time{})
+	srvFiles.writeCRL(t, crlPEM(t, a, time.Time{}, cli.Cert))
+	so := srvFiles.options(true)
+	obs := observe(&so)
+	srvCreds, cliCreds, srv := serveFromFiles(t, so, withLogger(cliFiles.options(false)))
+	if _, err := check(dial(t, srv.addr, cliCreds, "server")); err == nil {
+		t.Fatal("the revoked client was accepted")
+	}
+	srvFiles.writeCRL(t, older)
+	err := srvCreds.Reload()
+	if err == nil || !strings.Contains(err.Error(), "never goes back") || !strings.Contains(err.Error(), srvFiles.crl) {
+		t.Fatalf("Reload to an older CRL: %v; want it rejected, naming the file", err)
+	}
+	if _, err := check(dial(t, srv.addr, cliCreds, "server")); err == nil {
+		t.Fatal("the revoked client was accepted after a reload to an older CRL")
+	}
+	eventually(t, "two revoked refusals", func() bool { return obs.sum(t, metricRejections, "reason="+reasonRevoked) == 2 })
+	// Forward is fine, even to a CRL that revokes nothing.
+	srvFiles.writeCRL(t, crlPEM(t, a, time.Time{}))
+	if err := srvCreds.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := check(dial(t, srv.addr, cliCreds, "server")); err != nil {
+		t.Fatalf("after a newer CRL that lifts the revocation: %v", err)
+	}
+}
+
+// TestStaleCRLOfAnotherIssuer: a stale CRL of an issuer that is not ours (a
+// retired intermediate nobody re-publishes for) no longer blocks the whole
+// file: the file loads with a warning, our issuer's CRL applies (a revoked
+// peer is refused, the others accepted), and only the stale issuer's
+// certificates are refused, as revocation_unknown. A stale CRL of our own
+// issuer that a newer one supersedes is no obstacle either.
+func TestStaleCRLOfAnotherIssuer(t *testing.T) {
+	a := newAuthority(t)
+	retired, err := ca.New(ca.Options{TrustDomain: trustDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvFiles := newFiles(t)
+	srvFiles.write(t, issue(t, a, "server"), a.Root, retired.Root)
+	revoked, good, fromRetired := issue(t, a, "revoked"), issue(t, a, "client"), issue(t, retired, "old")
+	stale := time.Now().Add(-time.Second)
+	var file []byte
+	for _, c := range [][]byte{
+		crlWith(t, retired, func(rl *x509.RevocationList) { rl.NextUpdate = stale }),
+		crlWith(t, a, func(rl *x509.RevocationList) { rl.NextUpdate = stale }),
+		crlPEM(t, a, time.Time{}, revoked.Cert),
+	} {
+		file = append(file, c...)
+	}
+	srvFiles.writeCRL(t, file)
+	so := srvFiles.options(true)
+	obs := observe(&so)
+	srvCreds, err := NewServer(so)
+	if err != nil {
+		t.Fatalf("a stale CRL of another issuer blocked the file: %v", err)
+	}
+	defer srvCreds.Close()
+	if !strings.Contains(obs.log.String(), "past its next update") || !strings.Contains(obs.log.String(), retired.Intermediate.Subject.CommonName) {
+		t.Errorf("no warning about the stale CRL:\n%s", obs.log)
+	}
+	srv := startServer(t, ServerOptions(srvCreds)...)
+	for _, tc := range []struct {
+		leaf   *ca.Leaf
+		reason string
+	}{{good, ""}, {revoked, reasonRevoked}, {fromRetired, reasonRevocationUnknown}} {
+		_, err := check(dial(t, srv.addr, bareClient(tc.leaf, "server", a.Root), "server"))
+		switch {
+		case tc.reason == "" && err != nil:
+			t.Errorf("%s refused: %v", tc.leaf.Cert.Subject.CommonName, err)
+		case tc.reason != "" && err == nil:
+			t.Errorf("%s accepted; want %s", tc.leaf.Cert.Subject.CommonName, tc.reason)
+		}
+	}
+	eventually(t, "the refusals counted", func() bool {
+		return obs.sum(t, metricRejections, "reason="+reasonRevoked) == 1 && obs.sum(t, metricRejections, "reason="+reasonRevocationUnknown) == 1
+	})
 }

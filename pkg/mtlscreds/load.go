@@ -131,8 +131,13 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
 	}
 	if o.CRLFile != "" {
-		if err := s.loadCRLs(f.crl, o.CRLFile, append(append([]*x509.Certificate(nil), roots...), chain[1:]...), now); err != nil {
+		if err := st.loadCRLs(s, f.crl, o.CRLFile, append(append([]*x509.Certificate(nil), roots...), chain[1:]...), now); err != nil {
 			return nil, err
+		}
+		if prev := st.cur.Load(); prev != nil && prev.crls != nil {
+			if err := s.notOlderThan(&prev.verifier, o.CRLFile); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s.config = st.buildConfig(s)
@@ -183,19 +188,23 @@ func (st *state) buildConfig(s *snapshot) *tls.Config {
 	return cfg
 }
 
-// loadCRLs parses every CRL of the file and checks those whose issuer is
-// known now (a root or an intermediate of our own chain): a bad signature or
-// a CRL past its next update rejects the file. CRLs of other issuers are
-// verified at the first handshake that needs them.
-func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate, now time.Time) error {
+// loadCRLs parses every CRL of the file. The file is rejected for a CRL
+// that a known issuer (a root, or an intermediate of our own chain, matched
+// by name and key identifier) did not sign, for a delta, partial or
+// indirect CRL (CheckCRL), and when the newest CRL of a known issuer is past
+// its next update: our own revocation data is out of date. A stale newest
+// CRL of another issuer (a retired intermediate nobody re-publishes for) is
+// kept with a warning and decides nothing: that issuer's certificates are
+// refused as revocation_unknown, while the rest of the file applies. CRLs
+// of unknown issuers are verified at the first handshake that needs them.
+func (st *state) loadCRLs(s *snapshot, data []byte, file string, known []*x509.Certificate, now time.Time) error {
 	lists, err := pemfile.ParseCRLs(data)
 	if err != nil {
 		return fmt.Errorf("CRL file %s: %w", file, err)
 	}
 	for i, l := range lists {
-		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
-			return fmt.Errorf("CRL file %s: CRL %d from %q expired at %s (next update), now is %s",
-				file, i+1, l.Issuer, l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		if err := CheckCRL(l); err != nil {
+			return fmt.Errorf("CRL file %s: CRL %d from %q %w", file, i+1, l.Issuer, err)
 		}
 	}
 	s.addCRLs(lists)
@@ -217,6 +226,52 @@ func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate,
 		}
 		if claimed != nil && c.signer.Load() == nil {
 			return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, i+1, describe(claimed))
+		}
+		l := c.list
+		if l.NextUpdate.IsZero() || !now.After(l.NextUpdate) || s.newest(l) != c {
+			continue
+		}
+		if claimed != nil {
+			return fmt.Errorf("CRL file %s: CRL %d from %s expired at %s (next update), now is %s",
+				file, i+1, describe(claimed), l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		st.log.Warn("mtlscreds: a CRL in the CRL file is past its next update; the certificates of its issuer are refused as revocation_unknown until it is re-published",
+			"file", file, "crl", i+1, "issuer", l.Issuer.String(), "number", crlNumber(l), "next_update", l.NextUpdate.UTC())
+	}
+	return nil
+}
+
+// issuerKey tells CRL issuers apart: by name and key identifier, since a
+// CA replaced by a rotation often keeps its name.
+func issuerKey(l *x509.RevocationList) string {
+	return string(l.RawIssuer) + "\x00" + string(l.AuthorityKeyId)
+}
+
+// newest is the CRL with the highest number among those of l's issuer.
+func (v *verifier) newest(l *x509.RevocationList) *crl {
+	for _, c := range v.crls[string(l.RawIssuer)] { // newest first
+		if issuerKey(c.list) == issuerKey(l) {
+			return c
+		}
+	}
+	return nil
+}
+
+// notOlderThan refuses a CRL file that would take an issuer's CRL back to
+// a lower CRL Number than the one in use: reloading an old file would
+// un-revoke what the newer one revoked. An issuer that leaves the file
+// entirely (a pruned, retired CA) is not going backwards.
+func (v *verifier) notOlderThan(prev *verifier, file string) error {
+	for _, cs := range prev.crls {
+		for _, old := range cs {
+			c := v.newest(old.list)
+			if c == nil || old != prev.newest(old.list) {
+				continue
+			}
+			if crlNumber(c.list).Cmp(crlNumber(old.list)) < 0 {
+				return fmt.Errorf("CRL file %s: the CRL from %q is number %v, older than number %v in use: a CRL never goes back (it would un-revoke certificates)",
+					file, c.list.Issuer, crlNumber(c.list), crlNumber(old.list))
+			}
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -277,6 +278,49 @@ func (v *verifier) addCRLs(lists []*x509.RevocationList) {
 	}
 }
 
+// Extensions that make a CRL speak for less than all of its issuer's
+// certificates, or for another issuer's (RFC 5280 5.2.4, 5.2.5, 5.3.3).
+var (
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidCertificateIssuer        = asn1.ObjectIdentifier{2, 5, 29, 29}
+	// Understood, so allowed to be critical.
+	oidCRLNumber      = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidAuthorityKeyID = asn1.ObjectIdentifier{2, 5, 29, 35}
+	oidReasonCode     = asn1.ObjectIdentifier{2, 5, 29, 21}
+	oidInvalidityDate = asn1.ObjectIdentifier{2, 5, 29, 24}
+)
+
+// CheckCRL refuses what a service refuses in a CRL file, as grpc-go's
+// advancedtls does: a delta CRL (it lists only changes since a base CRL),
+// a CRL with an issuing distribution point (a partial CRL, scoped to some
+// certificates or reasons, or an indirect one), an entry naming another
+// certificate issuer (indirect), and a critical extension it does not
+// know. Each would make a peer that is not on it look unrevoked.
+func CheckCRL(l *x509.RevocationList) error {
+	for _, e := range l.Extensions {
+		switch {
+		case e.Id.Equal(oidDeltaCRLIndicator):
+			return errors.New("is a delta CRL, which lists only changes since a base CRL: publish full CRLs")
+		case e.Id.Equal(oidIssuingDistributionPoint):
+			return errors.New("has an issuing distribution point: a partial or indirect CRL, which speaks for only some certificates: publish full CRLs")
+		case e.Critical && !e.Id.Equal(oidCRLNumber) && !e.Id.Equal(oidAuthorityKeyID):
+			return fmt.Errorf("has a critical extension %s that is not understood", e.Id)
+		}
+	}
+	for _, r := range l.RevokedCertificateEntries {
+		for _, e := range r.Extensions {
+			switch {
+			case e.Id.Equal(oidCertificateIssuer):
+				return fmt.Errorf("is an indirect CRL: the entry for serial %x names another certificate issuer", r.SerialNumber)
+			case e.Critical && !e.Id.Equal(oidReasonCode) && !e.Id.Equal(oidInvalidityDate):
+				return fmt.Errorf("entry for serial %x has a critical extension %s that is not understood", r.SerialNumber, e.Id)
+			}
+		}
+	}
+	return nil
+}
+
 // crlNumber is a CRL's number; one without is older than any with one.
 func crlNumber(l *x509.RevocationList) *big.Int {
 	if l.Number == nil {
@@ -440,6 +484,11 @@ func VerifyPeer(chain []*x509.Certificate, o PeerOptions) (*identity.Identity, e
 		v.pool.AddCert(r)
 	}
 	if o.CRLs != nil {
+		for i, l := range o.CRLs {
+			if err := CheckCRL(l); err != nil {
+				return nil, fmt.Errorf("mtlscreds: CRL %d from %q %w", i+1, l.Issuer, err)
+			}
+		}
 		v.addCRLs(o.CRLs)
 	}
 	p, err := v.verify(chain, o.Usage, o.ServerName, o.ServerIdentity, now)
