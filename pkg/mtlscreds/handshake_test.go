@@ -413,6 +413,7 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 				rl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}
 			}))
 		}, withCRL, []string{"CRL file", "critical extension 1.3.6.1.4.1.99999.1"}},
+		{"bad trust domain", nil, func(o *Options) { o.TrustDomain = "Example.org/x" }, []string{"Options.TrustDomain", "Example.org/x"}},
 		{"no certificate file option", nil, func(o *Options) { o.CertFile = "" }, []string{"CertFile"}},
 		{"TLS 1.1", nil, func(o *Options) { o.MinVersion = tls.VersionTLS11 }, []string{"MinVersion"}},
 		{"client option on a server", nil, func(o *Options) { o.ServerName = "x" }, []string{"ServerName"}},

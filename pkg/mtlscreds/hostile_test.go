@@ -1,12 +1,15 @@
 package mtlscreds
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"math/big"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +193,133 @@ func TestStaleCRLOfAnotherIssuer(t *testing.T) {
 	eventually(t, "the refusals counted", func() bool {
 		return obs.sum(t, metricRejections, "reason="+reasonRevoked) == 1 && obs.sum(t, metricRejections, "reason="+reasonRevocationUnknown) == 1
 	})
+}
+
+// untaggedAuthority is a CA whose root names no trust domain (as a
+// cert-manager or Vault root without URI SANs), issuing from the root.
+func untaggedAuthority(t *testing.T) *ca.Authority {
+	t.Helper()
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "untagged root"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ca.Authority{Root: root, RootKey: key, Intermediate: root, IntermediateKey: key}
+}
+
+// leafOf is a leaf named cn (when not empty), with the DNS SANs dns and
+// the URI SAN uri (when not empty), signed by a's issuing CA.
+func leafOf(t *testing.T, a *ca.Authority, cn string, dns []string, uri string) *ca.Leaf {
+	t.Helper()
+	l := oddLeaf(t, a, "x", func(c *x509.Certificate) {
+		c.Subject, c.DNSNames, c.URIs = pkix.Name{CommonName: cn}, dns, nil
+		if uri != "" {
+			u, err := url.Parse(uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.URIs = []*url.URL{u}
+		}
+	})
+	if a.Intermediate == a.Root {
+		l.Chain = l.Chain[:1]
+	}
+	return l
+}
+
+// TestTrustIsBoundToIssuers: with real handshakes, a SPIFFE ID is accepted
+// only from a chain to a root of its own trust domain (the root's URI SAN,
+// else Options.TrustDomain; a bundle where no root has one binds nothing),
+// and a common name only when the name constraints of every CA in the
+// chain permit it. Go's verifier alone accepts every refused case here.
+func TestTrustIsBoundToIssuers(t *testing.T) {
+	a := newAuthority(t) // example.org
+	partner, err := ca.New(ca.Options{TrustDomain: "other.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	team, err := ca.New(ca.Options{TrustDomain: trustDomain, PermittedDNSDomains: []string{"team-a.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged := untaggedAuthority(t)
+	const ours, theirs = "spiffe://" + trustDomain + "/admin", "spiffe://other.example/client"
+
+	for _, tc := range []struct {
+		name        string
+		roots       []*ca.Authority // the server's CA file; its own leaf is from the first
+		trustDomain string          // Options.TrustDomain
+		client      *ca.Leaf
+		want        string // the identity the server sees, or
+		wantReason  string // why it refuses
+	}{
+		{name: "another trust domain's root vouches for our SPIFFE ID", roots: []*ca.Authority{a, partner},
+			client: leafOf(t, partner, "client", nil, ours), wantReason: reasonTrustDomain},
+		{name: "a federated partner's own SPIFFE ID", roots: []*ca.Authority{a, partner},
+			client: leafOf(t, partner, "client", nil, theirs), want: "client (" + theirs + ")"},
+		{name: "our own SPIFFE ID", roots: []*ca.Authority{a, partner},
+			client: leafOf(t, a, "admin", nil, ours), want: "admin (" + ours + ")"},
+		{name: "a root without trust domain beside bound ones", roots: []*ca.Authority{a, untagged},
+			client: leafOf(t, untagged, "client", nil, ours), wantReason: reasonTrustDomain},
+		{name: "a root without trust domain, given by Options.TrustDomain", roots: []*ca.Authority{a, untagged}, trustDomain: trustDomain,
+			client: leafOf(t, untagged, "client", nil, ours), want: "client (" + ours + ")"},
+		{name: "a root without trust domain, given by Options.TrustDomain, other SPIFFE ID", roots: []*ca.Authority{a, untagged}, trustDomain: trustDomain,
+			client: leafOf(t, untagged, "client", nil, theirs), wantReason: reasonTrustDomain},
+		{name: "no root names a trust domain: nothing to bind to", roots: []*ca.Authority{untagged},
+			client: leafOf(t, untagged, "client", nil, theirs), want: "client (" + theirs + ")"},
+		{name: "common name outside the CA's name constraints", roots: []*ca.Authority{a, team},
+			client: leafOf(t, team, "admin", []string{"svc.team-a.example"}, "spiffe://"+trustDomain+"/svc"), wantReason: reasonNameConstraints},
+		{name: "common name that is no DNS name, under name constraints", roots: []*ca.Authority{a, team},
+			client: leafOf(t, team, "Admin Service", []string{"svc.team-a.example"}, ""), wantReason: reasonNameConstraints},
+		{name: "common name inside the CA's name constraints", roots: []*ca.Authority{a, team},
+			client: leafOf(t, team, "svc.team-a.example", []string{"svc.team-a.example"}, ""), want: "svc.team-a.example"},
+		{name: "no common name, under name constraints", roots: []*ca.Authority{a, team},
+			client: leafOf(t, team, "", []string{"svc.team-a.example"}, "spiffe://"+trustDomain+"/svc"), want: "spiffe://" + trustDomain + "/svc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFiles(t)
+			var roots []*x509.Certificate
+			for _, r := range tc.roots {
+				roots = append(roots, r.Root)
+			}
+			f.write(t, leafOf(t, tc.roots[0], "server", []string{"server"}, ""), roots...)
+			o := f.options(false)
+			o.TrustDomain = tc.trustDomain
+			obs := observe(&o)
+			creds, err := NewServer(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer creds.Close()
+			srv := startServer(t, ServerOptions(creds)...)
+			_, err = check(dial(t, srv.addr, bareClient(tc.client, "server", tc.roots[0].Root), "server"))
+			if tc.wantReason != "" {
+				if err == nil {
+					t.Fatalf("accepted as %s; want it refused (%s)", srv.last.Load().Identity, tc.wantReason)
+				}
+				eventually(t, tc.wantReason+" counted", func() bool {
+					return obs.sum(t, metricRejections, "reason="+tc.wantReason) == 1
+				})
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v\n%s", err, obs.log)
+			}
+			if got := srv.last.Load().Identity.String(); got != tc.want {
+				t.Fatalf("the server saw %s, want %s", got, tc.want)
+			}
+		})
+	}
 }

@@ -127,6 +127,11 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		roots: roots,
 	}
 	s.pool = pool
+	s.trustDomains = rootTrustDomains(roots, o.TrustDomain)
+	if s.trustDomains == nil && len(roots) > 1 {
+		st.log.Warn("mtlscreds: no root in the CA file names a trust domain, so any of them may vouch for any SPIFFE ID; give the roots a URI SAN spiffe://TRUST-DOMAIN or set Options.TrustDomain",
+			"file", o.CAFile, "roots", len(roots))
+	}
 	for _, c := range chain {
 		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
 	}

@@ -21,6 +21,8 @@ import (
 const (
 	reasonNoCertificate     = "no_certificate"
 	reasonChainTooLong      = "chain_too_long"
+	reasonTrustDomain       = "trust_domain"
+	reasonNameConstraints   = "name_constraints"
 	reasonUnknownAuthority  = "unknown_authority"
 	reasonSelfSigned        = "self_signed"
 	reasonExpired           = "expired"
@@ -70,9 +72,12 @@ const maxPeerChain = 10
 // verifier is what peers' chains are checked against: the bundle and the
 // CRLs, built once per load.
 type verifier struct {
-	pool   *x509.CertPool
-	crls   map[string][]*crl // by the issuer's raw subject; nil without a CRL file
-	crlSet []*crl
+	pool *x509.CertPool
+	// trustDomains maps roots (by DER) to the trust domain whose SPIFFE
+	// IDs they may vouch for; nil when no root has one (see trust.go).
+	trustDomains map[string]string
+	crls         map[string][]*crl // by the issuer's raw subject; nil without a CRL file
+	crlSet       []*crl
 }
 
 // verifiedPeer is a peer that passed every check.
@@ -129,6 +134,9 @@ func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, n
 	}
 	id, err := leafIdentity(leaf)
 	if err != nil {
+		return nil, err
+	}
+	if chains, err = v.bindChains(chains); err != nil {
 		return nil, err
 	}
 	if v.crls != nil {
@@ -460,6 +468,9 @@ type PeerOptions struct {
 	// ServerName and ServerIdentity are a client's check of a server, as
 	// in Options; both empty checks no name.
 	ServerName, ServerIdentity string
+	// TrustDomain is the trust domain of roots that name none, as in
+	// Options.
+	TrustDomain string
 	// Now is the time to check at; zero means time.Now().
 	Now time.Time
 }
@@ -479,7 +490,7 @@ func VerifyPeer(chain []*x509.Certificate, o PeerOptions) (*identity.Identity, e
 	default:
 		return nil, fmt.Errorf("mtlscreds: PeerOptions.Usage %s: want clientAuth or serverAuth", usageName(o.Usage))
 	}
-	v := verifier{pool: x509.NewCertPool()}
+	v := verifier{pool: x509.NewCertPool(), trustDomains: rootTrustDomains(o.Roots, o.TrustDomain)}
 	for _, r := range o.Roots {
 		v.pool.AddCert(r)
 	}
