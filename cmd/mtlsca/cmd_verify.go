@@ -129,8 +129,8 @@ func verifyChecks(certs, roots []*x509.Certificate, crls []*x509.RevocationList,
 		id, err := identity.FromCertificate(leaf)
 		switch {
 		case err != nil:
-		case spiffeID != "" && id.SPIFFEID != spiffeID:
-			err = fmt.Errorf("SPIFFE ID is %s, want %s", id.SPIFFEID, spiffeID)
+		case spiffeID != "" && id.SPIFFEID() != spiffeID:
+			err = fmt.Errorf("SPIFFE ID is %s, want %s", id.SPIFFEID(), spiffeID)
 		case dns != "" && leaf.VerifyHostname(dns) != nil:
 			err = fmt.Errorf("no DNS SAN matches %q (has %s)", dns, strings.Join(leaf.DNSNames, ", "))
 		}

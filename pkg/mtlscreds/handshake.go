@@ -104,9 +104,9 @@ func (st *state) authInfo(cs tls.ConnectionState, p verifiedPeer) (identity.Auth
 		return info, nil
 	}
 	info.Identity = p.id
-	if p.id.SPIFFEID != "" {
+	if p.id.SPIFFEID() != "" {
 		// The URI SAN x509 already parsed, as grpc-go's own TLSInfo has it.
-		info.SPIFFEID = p.id.Certificate.URIs[0]
+		info.SPIFFEID = p.id.Certificate().URIs[0]
 	}
 	return info, nil
 }
