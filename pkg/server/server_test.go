@@ -97,6 +97,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"bad listen", func(c *server.Config) { c.Listen = "8443" }, []string{`--listen "8443"`}},
 		{"bad metrics listen", func(c *server.Config) { c.MetricsListen = "nope" }, []string{`--metrics-listen "nope"`}},
 		{"bad log level", func(c *server.Config) { c.LogLevel = "loud" }, []string{`--log-level "loud"`}},
+		{"bad call log", func(c *server.Config) { c.CallLog = "some" }, []string{`--call-log "some"`, "sampled, errors, all or off"}},
 		{"key of another identity", func(c *server.Config) { c.KeyFile = filepath.Join(dir, "ca.crt") }, []string{"loading credentials", "--key"}},
 		{"port taken", nil, []string{"--listen 127.0.0.1:"}},
 	}
@@ -253,9 +254,15 @@ func TestHealthcheckSubcommand(t *testing.T) {
 func TestTraceContextFlows(t *testing.T) {
 	dir := pki(t, "user", "order", "payment", "frontend", "admin")
 	var userLogs, paymentLogs, orderLogs logbuf.Buffer
-	u := start(t, config(dir, "user"), usersvc.Service(), &userLogs)
-	p := start(t, config(dir, "payment"), paymentsvc.Service(), &paymentLogs)
-	o := start(t, config(dir, "order"), ordersvc.Service(&ordersvc.Peers{UserAddr: u.Addr().String(), PaymentAddr: p.Addr().String()}), &orderLogs)
+	// Every call logged: with nothing exporting, no trace is sampled.
+	logAll := func(name string) server.Config {
+		cfg := config(dir, name)
+		cfg.CallLog = server.CallLogAll
+		return cfg
+	}
+	u := start(t, logAll("user"), usersvc.Service(), &userLogs)
+	p := start(t, logAll("payment"), paymentsvc.Service(), &paymentLogs)
+	o := start(t, logAll("order"), ordersvc.Service(&ordersvc.Peers{UserAddr: u.Addr().String(), PaymentAddr: p.Addr().String()}), &orderLogs)
 	ctx := context.Background()
 
 	adminConn, err := server.Dial(u.Addr().String(), clientConfig(dir, "admin", "user"))

@@ -2,16 +2,17 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/user/usersvc"
 )
 
 // collector is an OTLP trace receiver that keeps span names by service.
@@ -42,49 +43,73 @@ func (c *collector) Export(_ context.Context, req *collectorpb.ExportTraceServic
 
 // TestOTLPExport: with OTEL_EXPORTER_OTLP_ENDPOINT set, the server's spans
 // reach the collector, under the service's name, by the time Shutdown
-// returns.
+// returns: every call in a caller's sampled trace, and every call when
+// OTEL_TRACES_SAMPLER says always_on; by default only a share of the calls
+// that start a trace.
 func TestOTLPExport(t *testing.T) {
-	col := &collector{spans: map[string][]string{}}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	sampled := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	tests := []struct {
+		name    string
+		sampler string
+		ctx     context.Context
+		calls   int
+		check   func(exported int) bool
+		want    string
+	}{
+		{"caller's sampled trace", "", sampled, 3, func(n int) bool { return n == 3 }, "all 3"},
+		{"always_on", "always_on", context.Background(), 3, func(n int) bool { return n == 3 }, "all 3"},
+		// At 1 in 100, all 50 are exported with a chance of 1e-100.
+		{"default ratio", "", context.Background(), 50, func(n int) bool { return n < 50 }, "fewer than 50"},
 	}
-	gs := grpc.NewServer()
-	collectorpb.RegisterTraceServiceServer(gs, col)
-	go gs.Serve(lis)
-	defer gs.Stop()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String())
-	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-
 	dir := pki(t, "user", "admin")
-	s, err := server.New(config(dir, "user"), usersvc.Service(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := userv1.NewUserServiceClient(conn).CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"}); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close()
-	s.Shutdown(context.Background())
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			col := &collector{spans: map[string][]string{}}
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs := grpc.NewServer()
+			collectorpb.RegisterTraceServiceServer(gs, col)
+			go gs.Serve(lis)
+			defer gs.Stop()
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String())
+			t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+			t.Setenv("OTEL_TRACES_SAMPLER", tt.sampler)
 
-	col.mu.Lock()
-	defer col.mu.Unlock()
-	found := false
-	for _, name := range col.spans["user"] {
-		if name == "user.v1.UserService/CreateUser" {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("collector got spans %v, want user.v1.UserService/CreateUser under service.name=user", col.spans)
+			s, err := server.New(config(dir, "user"), benchService(), slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.Serve() }()
+			conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			users := userv1.NewUserServiceClient(conn)
+			for range tt.calls {
+				if _, err := users.GetUser(tt.ctx, &userv1.GetUserRequest{Id: "usr_1"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			conn.Close()
+			s.Shutdown(context.Background())
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			exported := 0
+			for _, name := range col.spans["user"] {
+				if name == "user.v1.UserService/GetUser" {
+					exported++
+				}
+			}
+			if !tt.check(exported) {
+				t.Errorf("collector got %d GetUser spans under service.name=user (all spans: %v), want %s", exported, col.spans, tt.want)
+			}
+		})
 	}
 }
