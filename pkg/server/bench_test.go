@@ -19,32 +19,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
 )
-
-// benchUsers answers GetUser with one fixed user, so that the benchmarks
-// measure the runtime around the handler, not the handler.
-type benchUsers struct {
-	userv1.UnimplementedUserServiceServer
-	resp *userv1.GetUserResponse
-}
-
-func (u *benchUsers) GetUser(context.Context, *userv1.GetUserRequest) (*userv1.GetUserResponse, error) {
-	return u.resp, nil
-}
-
-func benchService() server.Service {
-	h := &benchUsers{resp: &userv1.GetUserResponse{User: &userv1.User{Id: "usr_1", Email: "a@example.com", DisplayName: "A"}}}
-	return server.Service{
-		Name: "user",
-		Register: func(rt *server.Runtime) error {
-			userv1.RegisterUserServiceServer(rt, h)
-			return nil
-		},
-	}
-}
 
 // countingCollector is an OTLP trace receiver that only counts spans: the
 // exporter's whole cost stays in the benchmark, the receiver's is small.
@@ -84,17 +63,17 @@ func withCollector(b *testing.B) *countingCollector {
 // certificates: the baseline the runtime is measured against.
 func startBare(b *testing.B, dir string) string {
 	b.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "user", ca.CertFile), filepath.Join(dir, "user", ca.KeyFile))
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "store", ca.CertFile), filepath.Join(dir, "store", ca.KeyFile))
 	if err != nil {
 		b.Fatal(err)
 	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{cert},
-		ClientCAs:    bundle(b, dir, "user"),
+		ClientCAs:    bundle(b, dir, "store"),
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
 	})))
-	if err := benchService().Register(&server.Runtime{ServiceRegistrar: gs, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+	if err := servertest.StoreService("store").Register(&server.Runtime{ServiceRegistrar: gs, Logger: slog.New(slog.DiscardHandler)}); err != nil {
 		b.Fatal(err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -121,7 +100,7 @@ func bundle(b *testing.B, dir, name string) *x509.CertPool {
 
 // benchClient is the same plain grpc-go mTLS client for every server, so
 // that only the server side differs.
-func benchClient(b *testing.B, dir, addr string) userv1.UserServiceClient {
+func benchClient(b *testing.B, dir, addr string) servertestv1.StoreServiceClient {
 	b.Helper()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "admin", ca.CertFile), filepath.Join(dir, "admin", ca.KeyFile))
 	if err != nil {
@@ -130,23 +109,23 @@ func benchClient(b *testing.B, dir, addr string) userv1.UserServiceClient {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      bundle(b, dir, "admin"),
-		ServerName:   "user",
+		ServerName:   "store",
 		MinVersion:   tls.VersionTLS13,
 	})))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cc.Close() })
-	return userv1.NewUserServiceClient(cc)
+	return servertestv1.NewStoreServiceClient(cc)
 }
 
-// BenchmarkRuntime compares one GetUser through the whole runtime
+// BenchmarkRuntime compares one Get through the whole runtime
 // (otelgrpc with an OTLP exporter configured, call logging, recovery,
 // authorization) with bare grpc-go mTLS serving the same handler on the
 // same certificates, one caller at a time (unary) and 64 callers sharing
 // one connection (parallel64). The ablations show what each part costs.
 func BenchmarkRuntime(b *testing.B) {
-	dir := pki(b, "user", "admin")
+	dir := pki(b, "store", "admin")
 	servers := []struct {
 		name  string
 		start func(b *testing.B) string
@@ -156,27 +135,27 @@ func BenchmarkRuntime(b *testing.B) {
 		// which spans reach the collector.
 		{"idwire", func(b *testing.B) string {
 			withCollector(b)
-			return start(b, config(dir, "user"), benchService(), io.Discard).Addr().String()
+			return start(b, config(dir, "store"), servertest.StoreService("store"), io.Discard).Addr().String()
 		}},
 		// Ablations, each one part less than idwire.
 		{"idwire-no-exporter", func(b *testing.B) string {
-			return start(b, config(dir, "user"), benchService(), io.Discard).Addr().String()
+			return start(b, config(dir, "store"), servertest.StoreService("store"), io.Discard).Addr().String()
 		}},
 		{"idwire-no-telemetry", func(b *testing.B) string {
-			return start(b, server.WithoutTelemetry(config(dir, "user")), benchService(), io.Discard).Addr().String()
+			return start(b, server.WithoutTelemetry(config(dir, "store")), servertest.StoreService("store"), io.Discard).Addr().String()
 		}},
 		{"idwire-no-call-log", func(b *testing.B) string {
 			withCollector(b)
-			cfg := config(dir, "user")
+			cfg := config(dir, "store")
 			cfg.CallLog = server.CallLogOff
-			return start(b, cfg, benchService(), io.Discard).Addr().String()
+			return start(b, cfg, servertest.StoreService("store"), io.Discard).Addr().String()
 		}},
 		// Every call logged, as a JSON line (to nowhere).
 		{"idwire-call-log-all", func(b *testing.B) string {
 			withCollector(b)
-			cfg := config(dir, "user")
+			cfg := config(dir, "store")
 			cfg.CallLog = server.CallLogAll
-			return start(b, cfg, benchService(), io.Discard).Addr().String()
+			return start(b, cfg, servertest.StoreService("store"), io.Discard).Addr().String()
 		}},
 	}
 	loads := []struct {
@@ -190,17 +169,17 @@ func BenchmarkRuntime(b *testing.B) {
 		b.Run(load.name, func(b *testing.B) {
 			for _, srv := range servers {
 				b.Run(srv.name, func(b *testing.B) {
-					users := benchClient(b, dir, srv.start(b))
-					req := &userv1.GetUserRequest{Id: "usr_1"}
+					store := benchClient(b, dir, srv.start(b))
 					ctx := context.Background()
-					if _, err := users.GetUser(ctx, req); err != nil {
+					if _, err := store.Put(ctx, &servertestv1.PutRequest{Key: "a", Value: "A"}); err != nil {
 						b.Fatal(err)
 					}
+					req := &servertestv1.GetRequest{Key: "a"}
 					b.ReportAllocs()
 					defer reportCPU(b)()
 					if load.callers == 1 {
 						for b.Loop() {
-							if _, err := users.GetUser(ctx, req); err != nil {
+							if _, err := store.Get(ctx, req); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -209,7 +188,7 @@ func BenchmarkRuntime(b *testing.B) {
 					b.SetParallelism((load.callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 					b.RunParallel(func(pb *testing.PB) {
 						for pb.Next() {
-							if _, err := users.GetUser(ctx, req); err != nil {
+							if _, err := store.Get(ctx, req); err != nil {
 								b.Error(err)
 								return
 							}

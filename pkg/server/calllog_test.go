@@ -8,8 +8,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	userv1 "github.com/idwire/idwire/gen/user/v1"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/logbuf"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -18,7 +19,7 @@ import (
 // its caller says so, and its trace ID is the caller's.
 func TestCallLogModes(t *testing.T) {
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	dir := pki(t, "user", "admin", "frontend")
+	dir := pki(t, "store", "admin", "frontend")
 	tests := []struct {
 		mode                         string
 		plainOK, sampledOK, refusals bool
@@ -32,16 +33,16 @@ func TestCallLogModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("mode="+tt.mode, func(t *testing.T) {
 			var logs logbuf.Buffer
-			cfg := config(dir, "user")
+			cfg := config(dir, "store")
 			cfg.CallLog = tt.mode
-			s := start(t, cfg, benchService(), &logs)
+			s := start(t, cfg, servertest.StoreService("store"), &logs)
 			call := func(caller string, ctx context.Context) error {
-				conn, err := server.Dial(s.Addr().String(), clientConfig(dir, caller, "user"))
+				conn, err := server.Dial(s.Addr().String(), clientConfig(dir, caller, "store"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer conn.Close()
-				_, err = userv1.NewUserServiceClient(conn).GetUser(ctx, &userv1.GetUserRequest{Id: "usr_1"})
+				_, err = servertestv1.NewStoreServiceClient(conn).Put(ctx, &servertestv1.PutRequest{Key: "a"})
 				return err
 			}
 			ctx := context.Background()
@@ -53,7 +54,7 @@ func TestCallLogModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := call("frontend", ctx); status.Code(err) != codes.PermissionDenied {
-				t.Fatalf("GetUser as frontend: %v, want PermissionDenied", err)
+				t.Fatalf("Put as frontend: %v, want PermissionDenied", err)
 			}
 
 			lines, err := logs.JSONLines()
@@ -65,8 +66,8 @@ func TestCallLogModes(t *testing.T) {
 				if l["msg"] != "finished call" {
 					continue
 				}
-				if l["grpc.service"] != "user.v1.UserService" || l["grpc.method"] != "GetUser" {
-					t.Errorf("call logged as %v.%v, want user.v1.UserService.GetUser", l["grpc.service"], l["grpc.method"])
+				if l["grpc.service"] != "servertest.v1.StoreService" || l["grpc.method"] != "Put" {
+					t.Errorf("call logged as %v.%v, want servertest.v1.StoreService.Put", l["grpc.service"], l["grpc.method"])
 				}
 				id, _ := l["trace_id"].(string)
 				switch {

@@ -11,7 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	userv1 "github.com/idwire/idwire/gen/user/v1"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -61,7 +62,7 @@ func TestOTLPExport(t *testing.T) {
 		// At 1 in 100, all 50 are exported with a chance of 1e-100.
 		{"default ratio", "", context.Background(), 50, func(n int) bool { return n < 50 }, "fewer than 50"},
 	}
-	dir := pki(t, "user", "admin")
+	dir := pki(t, "store", "admin")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			col := &collector{spans: map[string][]string{}}
@@ -77,19 +78,19 @@ func TestOTLPExport(t *testing.T) {
 			t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 			t.Setenv("OTEL_TRACES_SAMPLER", tt.sampler)
 
-			s, err := server.New(config(dir, "user"), benchService(), slog.New(slog.DiscardHandler))
+			s, err := server.New(config(dir, "store"), servertest.StoreService("store"), slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
 			done := make(chan error, 1)
 			go func() { done <- s.Serve() }()
-			conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+			conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			users := userv1.NewUserServiceClient(conn)
+			store := servertestv1.NewStoreServiceClient(conn)
 			for range tt.calls {
-				if _, err := users.GetUser(tt.ctx, &userv1.GetUserRequest{Id: "usr_1"}); err != nil {
+				if _, err := store.Put(tt.ctx, &servertestv1.PutRequest{Key: "a"}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -102,13 +103,13 @@ func TestOTLPExport(t *testing.T) {
 			col.mu.Lock()
 			defer col.mu.Unlock()
 			exported := 0
-			for _, name := range col.spans["user"] {
-				if name == "user.v1.UserService/GetUser" {
+			for _, name := range col.spans["store"] {
+				if name == "servertest.v1.StoreService/Put" {
 					exported++
 				}
 			}
 			if !tt.check(exported) {
-				t.Errorf("collector got %d GetUser spans under service.name=user (all spans: %v), want %s", exported, col.spans, tt.want)
+				t.Errorf("collector got %d Put spans under service.name=store (all spans: %v), want %s", exported, col.spans, tt.want)
 			}
 		})
 	}
