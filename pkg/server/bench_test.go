@@ -120,7 +120,7 @@ func benchClient(b *testing.B, dir, addr string) servertestv1.StoreServiceClient
 }
 
 // BenchmarkRuntime compares one Get through the whole runtime
-// (otelgrpc with an OTLP exporter configured, call logging, recovery,
+// (telemetry with an OTLP exporter configured, call logging, recovery,
 // authorization) with bare grpc-go mTLS serving the same handler on the
 // same certificates, one caller at a time (unary) and 64 callers sharing
 // one connection (parallel64). The ablations show what each part costs.

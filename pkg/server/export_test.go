@@ -1,6 +1,6 @@
 package server
 
-// WithoutTelemetry turns off otelgrpc and the runtime's own metrics, for the
+// WithoutTelemetry turns off the server's traces and metrics, for the
 // benchmarks' ablation: what the rest of the runtime costs.
 func WithoutTelemetry(c Config) Config {
 	c.noTelemetry = true

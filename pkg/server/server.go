@@ -192,7 +192,11 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		Rules:         rules,
 	})
 
-	s.grpc = grpc.NewServer(s.serverOptions()...)
+	opts, err := s.serverOptions()
+	if err != nil {
+		return nil, err
+	}
+	s.grpc = grpc.NewServer(opts...)
 	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: logger, cfg: &s.cfg, tel: s.tel}
 	if err := svc.Register(s.rt); err != nil {
 		return nil, fmt.Errorf("registering %s: %w", svc.Name, err)
@@ -220,11 +224,11 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 	return s, nil
 }
 
-// serverOptions is the chain every call goes through: otelgrpc (trace
-// context and the call metrics), the call log, which sees every outcome,
-// refusals included; recovery, which turns a panic anywhere below it into
-// INTERNAL; and authorization, before any handler.
-func (s *Server) serverOptions() []grpc.ServerOption {
+// serverOptions is the chain every call goes through: telemetry (trace
+// context, the span when sampled, the call metrics) and the call log, which
+// see every outcome, refusals included; recovery, which turns a panic
+// anywhere below it into INTERNAL; and authorization, before any handler.
+func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 	logger := s.logger
 	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -232,6 +236,14 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 	})
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
+	if !s.cfg.noTelemetry {
+		in, err := newInstruments(s.tel)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: %w", err)
+		}
+		unary = append(unary, in.unary)
+		stream = append(stream, in.stream)
+	}
 	if mode, _ := parseCallLog(s.cfg.CallLog); mode != logOff { // validated in New
 		l := &callLog{logger: logger, mode: mode}
 		unary = append(unary, l.unary)
@@ -239,14 +251,10 @@ func (s *Server) serverOptions() []grpc.ServerOption {
 	}
 	unary = append(unary, recovery.UnaryServerInterceptor(rec), s.authz.UnaryServerInterceptor())
 	stream = append(stream, recovery.StreamServerInterceptor(rec), s.authz.StreamServerInterceptor())
-	opts := append(mtlscreds.ServerOptions(s.creds),
+	return append(mtlscreds.ServerOptions(s.creds),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
-	)
-	if !s.cfg.noTelemetry {
-		opts = append(opts, grpc.StatsHandler(s.tel.serverHandler()))
-	}
-	return opts
+	), nil
 }
 
 // Addr is the gRPC listener's address (useful with port 0).

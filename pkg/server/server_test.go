@@ -195,9 +195,13 @@ func TestHealthReflectionMetrics(t *testing.T) {
 		t.Errorf("Put as frontend: %v, want PermissionDenied", err)
 	}
 
-	// grpc-go reports a call's end to the stats handler after it has sent
-	// the status, so the client may ask before the call is counted: poll.
-	wants := []string{"rpc_server_call_duration", `rpc_method="Put"`, "go_goroutines"}
+	// The call's duration is recorded once its handler returned, which may
+	// be after the client has its answer: poll.
+	wants := []string{
+		// rpc.server.call.duration, labelled as otelgrpc labels it.
+		`rpc_server_call_duration_seconds_count{otel_scope_name="github.com/idwire/idwire/pkg/server",otel_scope_schema_url="https://opentelemetry.io/schemas/1.43.0",otel_scope_version="",rpc_method="servertest.v1.StoreService/Put",rpc_response_status_code="PERMISSION_DENIED",rpc_system_name="grpc"} 1`,
+		"go_goroutines",
+	}
 	var missing []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + s.MetricsAddr().String() + "/metrics")

@@ -101,7 +101,6 @@ func (t *telemetry) options() []otelgrpc.Option {
 	}
 }
 
-func (t *telemetry) serverHandler() stats.Handler { return otelgrpc.NewServerHandler(t.options()...) }
 func (t *telemetry) clientHandler() stats.Handler { return otelgrpc.NewClientHandler(t.options()...) }
 
 func (t *telemetry) metricsHandler() http.Handler {
