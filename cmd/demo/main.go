@@ -148,6 +148,7 @@ func startEmbedded(dir, trustDomain string, logs io.Writer) (targets, func(), er
 			CertFile: filepath.Join(dir, name, ca.CertFile),
 			KeyFile:  filepath.Join(dir, name, ca.KeyFile),
 			CAFile:   filepath.Join(dir, name, ca.BundleFile),
+			CallLog:  server.CallLogAll, // -v shows every call
 		}
 	}
 	var running []*server.Server

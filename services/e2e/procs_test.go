@@ -168,5 +168,7 @@ func serviceArgs(dir, name string, extra ...string) []string {
 		"--cert", filepath.Join(dir, name, "tls.crt"),
 		"--key", filepath.Join(dir, name, "tls.key"),
 		"--ca", filepath.Join(dir, name, "ca.crt"),
+		// The tests find calls by their log lines, successful ones too.
+		"--call-log", "all",
 	}, extra...)
 }
