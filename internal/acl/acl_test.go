@@ -69,7 +69,7 @@ func TestApplyOverlay(t *testing.T) {
 	}
 	no := false
 	got, err := ApplyOverlay(base, &authz.OverlayFile{Rules: map[string]authz.OverlayRule{
-		"authztest.v1.GuardedService":        {Deny: []string{"mallory"}},
+		"authztest.v1.GuardedService":         {Deny: []string{"mallory"}},
 		"/authztest.v1.GuardedService/ByName": {Allow: []string{"frontend"}, Revoke: []string{"order"}, Audit: &no},
 	}})
 	if err != nil {
