@@ -24,11 +24,11 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
-// buildServices builds the three service binaries into a temporary folder.
+// buildServices builds every service binary into a temporary folder.
 func buildServices(t *testing.T, root string) string {
 	t.Helper()
 	bin := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "./services/user", "./services/order", "./services/payment")
+	cmd := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "./services/...")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
