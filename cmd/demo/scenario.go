@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -173,8 +174,10 @@ func runScenario(ctx context.Context, t targets) ([]result, error) {
 		return got == want
 	}
 
-	// A user, created by the admin.
-	cu, err := admin.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada@example.com", DisplayName: "Ada Lovelace"})
+	// A user, created by the admin, with an address of this run's own, so
+	// the demo can run again against services that keep their users (the
+	// compose test does, after the first certificates expired).
+	cu, err := admin.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada-" + strings.ToLower(rand.Text()[:8]) + "@example.com", DisplayName: "Ada Lovelace"})
 	if !check(admin, "UserService/CreateUser", codes.OK, err, "user "+cu.GetUser().GetId()) {
 		return results, errors.New("cannot go on without a user")
 	}
