@@ -2,17 +2,20 @@ package mtlscreds
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/idwire/idwire/internal/logsample"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -430,18 +433,43 @@ func classify(err error, now time.Time) (string, *x509.Certificate) {
 // handshakeFailed logs and counts a failed handshake. Failures about
 // certificates are warnings that say which check failed on which
 // certificate, with its validity against our clock; the rest (a port
-// scanner, a client hanging up) are debug lines.
+// scanner, a client hanging up) are debug lines. What the peer chose (its
+// subject, the error quoting its names) is escaped and cut, and a refusal
+// of the same reason from the same address is logged at most once per
+// logsample.DefaultInterval, the next line counting those left out; the
+// metric counts every one.
 func (st *state) handshakeFailed(err error, remote net.Addr) {
 	now := st.now()
 	reason, cert := classify(err, now)
 	st.metrics.rejected(reason)
-	attrs := []any{"reason", reason, "error", err}
+	level := slog.LevelWarn
+	if reason == reasonTLS {
+		level = slog.LevelDebug
+	}
+	if !st.log.Enabled(context.Background(), level) {
+		return
+	}
+	host := ""
+	if remote != nil {
+		host = remote.String()
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+	}
+	ok, suppressed := st.sample.Allow(reason + "\x00" + host)
+	if !ok {
+		return
+	}
+	attrs := []any{"reason", reason, "error", logsample.Text(err.Error(), 512)}
 	if remote != nil {
 		attrs = append(attrs, "remote", remote.String())
 	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
 	if cert != nil {
 		attrs = append(attrs,
-			"subject", cert.Subject.String(),
+			"subject", identity.LogSafe(cert.Subject.String()),
 			"serial", fmt.Sprintf("%x", cert.SerialNumber),
 			"not_before", cert.NotBefore.UTC(),
 			"not_after", cert.NotAfter.UTC(),
