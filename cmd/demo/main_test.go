@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/idwire/idwire/services/catalog"
 )
 
 // TestEmbeddedDemo runs `go run ./cmd/demo` as a user would, in process:
@@ -48,7 +50,10 @@ func TestDemoRunsTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	args := []string{"--user-addr", tg.user, "--order-addr", tg.order, "--payment-addr", tg.payment, "--certs", tg.certs}
+	args := []string{"--certs", tg.certs}
+	for _, e := range catalog.Entries {
+		args = append(args, "--"+e.Name+"-addr", tg.addrs[e.Name])
+	}
 	for i := range 2 {
 		var out, errs bytes.Buffer
 		if code := run(context.Background(), args, &out, &errs); code != 0 || !strings.Contains(out.String(), "PASS: all") {

@@ -12,6 +12,7 @@
 package acl
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"slices"
@@ -19,7 +20,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/pkg/authz"
@@ -93,14 +94,18 @@ func Services(files []protoreflect.FileDescriptor) []protoreflect.ServiceDescrip
 	return out
 }
 
-// ReadOverlay reads a policy overlay file (the format of server's --policy).
+// ReadOverlay reads a policy overlay file (the format of server's --policy)
+// for display; the server's stricter reading stays the judge of whether it
+// loads.
 func ReadOverlay(path string) (*authz.OverlayFile, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy file: %w", err)
 	}
 	var f authz.OverlayFile
-	if err := yaml.UnmarshalStrict(raw, &f); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	if f.Rules == nil {
