@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
-
-	"github.com/idwire/idwire/services/catalog"
 )
 
 // TestEmbeddedDemo runs `go run ./cmd/demo` as a user would, in process:
@@ -51,8 +49,8 @@ func TestDemoRunsTwice(t *testing.T) {
 	}
 	defer stop()
 	args := []string{"--certs", tg.certs}
-	for _, e := range catalog.Entries {
-		args = append(args, "--"+e.Name+"-addr", tg.addrs[e.Name])
+	for name, addr := range tg.addrs {
+		args = append(args, "--"+name+"-addr", addr)
 	}
 	for i := range 2 {
 		var out, errs bytes.Buffer

@@ -150,3 +150,78 @@ func TestNewServiceRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestRenameInACopy renames a copy of the repository as a new project
+// would, checks that no trace of the old module path is left (generated
+// code included: its raw descriptors embed go_package), that the trust
+// domain and image changed, that a second run changes nothing, and runs
+// go vet and go test ./... there: the renamed services start and pass.
+func TestRenameInACopy(t *testing.T) {
+	templateTests(t)
+	dir := copyRepo(t)
+	start := time.Now()
+	args := []string{"rename", "example.com/acme/shop", "--trust-domain", "acme.internal", "--image", "acme/shop"}
+	var out, errs bytes.Buffer
+	if code := run(context.Background(), dir, args, &out, &errs); code != 0 {
+		t.Fatalf("rename: exit %d\n%s%s", code, out.String(), errs.String())
+	}
+	t.Logf("rename (with buf generate and go build): %s", time.Since(start).Round(100*time.Millisecond))
+	if !strings.Contains(out.String(), "is still named here") || !strings.Contains(out.String(), "cmd/idwire") {
+		t.Errorf("rename did not list the branding left behind:\n%s", out.String())
+	}
+	grep := exec.Command("grep", "-rlI", "--exclude-dir=.git", "github.com/idwire/idwire", ".")
+	grep.Dir = dir
+	if left, _ := grep.Output(); len(left) > 0 {
+		t.Errorf("the old module path is left in:\n%s", left)
+	}
+	mustContain(t, filepath.Join(dir, "go.mod"), "module example.com/acme/shop\n")
+	mustContain(t, filepath.Join(dir, "tools/go.mod"), "module example.com/acme/shop/tools\n")
+	mustContain(t, filepath.Join(dir, "buf.gen.yaml"), "value: example.com/acme/shop/gen")
+	mustContain(t, filepath.Join(dir, "gen/user/v1/user.pb.go"), `"example.com/acme/shop/gen/authz/v1"`)
+	mustContain(t, filepath.Join(dir, "docker-compose.yaml"), "image: acme/shop:dev", `"--trust-domain", "acme.internal"`)
+	mustContain(t, filepath.Join(dir, "pkg/mtlscreds/metrics.go"), `"example.com/acme/shop/pkg/mtlscreds"`)
+	if _, err := os.Stat(filepath.Join(dir, "deploy/k8s/base")); err == nil {
+		mustContain(t, filepath.Join(dir, "deploy/k8s/base/kustomization.yaml"), "newName: acme/shop\n")
+		mustContain(t, filepath.Join(dir, "deploy/k8s/base/user.yaml"), "spiffe://acme.internal/user")
+	}
+
+	// Again: nothing left to change.
+	before, _ := os.ReadFile(filepath.Join(dir, "docker-compose.yaml"))
+	out.Reset()
+	if code := run(context.Background(), dir, args, &out, &errs); code != 0 {
+		t.Fatalf("second rename: exit %d\n%s", code, errs.String())
+	}
+	if !strings.Contains(out.String(), ": 0 files changed") {
+		t.Errorf("second rename changed files:\n%s", out.String())
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "docker-compose.yaml")); !bytes.Equal(before, after) {
+		t.Error("the second rename changed docker-compose.yaml")
+	}
+
+	goIn(t, dir, "vet", "./...")
+	// The whole module's tests, without this gate (no recursion).
+	cmd := exec.Command("go", "test", "-count=1", "./...")
+	cmd.Dir = dir
+	cmd.Env = slicesWithout(os.Environ(), "IDWIRE_TEMPLATE=")
+	testStart := time.Now()
+	res, err := cmd.CombinedOutput()
+	t.Logf("go test ./... in the renamed copy: %s", time.Since(testStart).Round(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("go test ./... in the renamed copy: %v\n%s", err, res)
+	}
+	if !strings.Contains(string(res), "ok  \texample.com/acme/shop/services/e2e") {
+		t.Errorf("the renamed copy's e2e tests did not run:\n%s", res)
+	}
+	t.Logf("rename test total: %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// slicesWithout drops the environment entries starting with prefix.
+func slicesWithout(env []string, prefix string) []string {
+	var out []string
+	for _, e := range env {
+		if !strings.HasPrefix(e, prefix) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -12,15 +12,12 @@
 package acl
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"go.yaml.in/yaml/v3"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/pkg/authz"
@@ -95,23 +92,9 @@ func Services(files []protoreflect.FileDescriptor) []protoreflect.ServiceDescrip
 }
 
 // ReadOverlay reads a policy overlay file (the format of server's --policy)
-// for display; the server's stricter reading stays the judge of whether it
-// loads.
+// with the server's own decoder, so the two cannot disagree on what a file says.
 func ReadOverlay(path string) (*authz.OverlayFile, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy file: %w", err)
-	}
-	var f authz.OverlayFile
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("policy file %s: %w", path, err)
-	}
-	if f.Rules == nil {
-		return nil, fmt.Errorf("policy file %s has no \"rules\"", path)
-	}
-	return &f, nil
+	return authz.ReadOverlayFile(path)
 }
 
 // ApplyOverlay returns rules with the overlay's changes: a service's entry
