@@ -18,6 +18,9 @@ func templateTests(t *testing.T) {
 	if os.Getenv("IDWIRE_TEMPLATE") == "" {
 		t.Skip("copies and builds the repository; set IDWIRE_TEMPLATE=1")
 	}
+	// Without -trimpath the build cache keys on the folder, and every copy
+	// is in a new one: everything would compile from scratch every run.
+	t.Setenv("GOFLAGS", "-trimpath")
 }
 
 // copyRepo copies the working tree (tracked and untracked, not ignored
