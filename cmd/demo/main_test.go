@@ -19,7 +19,7 @@ func TestEmbeddedDemo(t *testing.T) {
 	if code := run(context.Background(), nil, &out, &errs); code != 0 {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
-	for _, want := range []string{"PASS: all", "OrderService/CreateOrder", "frontend from a foreign CA"} {
+	for _, want := range []string{"PASS: all", "OrderService/CreateOrder", "frontend from a foreign CA", "Every method as every identity", "payment.v1.PaymentService/Charge      order"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

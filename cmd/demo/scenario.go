@@ -99,16 +99,16 @@ func dialAnonymous(bundle string, t targets) (*caller, error) {
 }
 
 func (c *caller) connect(t targets, conn func(target, peer string) (grpc.ClientConnInterface, error)) (*caller, error) {
-	u, err := conn(t.user, "user")
+	u, err := conn(t.addrs["user"], "user")
 	if err != nil {
 		return nil, err
 	}
-	o, err := conn(t.order, "order")
+	o, err := conn(t.addrs["order"], "order")
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	p, err := conn(t.payment, "payment")
+	p, err := conn(t.addrs["payment"], "payment")
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -121,6 +121,11 @@ func (c *caller) connect(t targets, conn func(target, peer string) (grpc.ClientC
 // allow, and tries every step as callers they do not. It stops early only
 // when a step the rest depends on fails.
 func runScenario(ctx context.Context, t targets) ([]result, error) {
+	for _, name := range []string{"user", "order", "payment"} {
+		if t.addrs[name] == "" {
+			return nil, nil // the story needs the three examples; the ACL rows still run
+		}
+	}
 	bundle := filepath.Join(t.certs, "frontend", ca.BundleFile)
 	var callers []*caller
 	dial := func(name string) (*caller, error) {
