@@ -108,6 +108,12 @@ type Options struct {
 	// that peers' chains must verify against. It is never replaced by the
 	// system roots.
 	CAFile string
+	// Source, when set, supplies the certificate, key and trust bundles
+	// instead of CertFile, KeyFile and CAFile (which must then be empty):
+	// the SPIFFE Workload API with WorkloadAPISource. Reloads follow the
+	// source's updates; CRLFile still applies. Closing the credentials
+	// does not close the source.
+	Source Source
 	// CRLFile, when set, is a PEM (one or more "X509 CRL" blocks) or DER
 	// certificate revocation list. Every peer's leaf must then be covered
 	// by a current CRL signed by its issuer, or the peer is refused.
@@ -187,6 +193,8 @@ type state struct {
 	base    *tls.Config // server: hands each handshake the current snapshot's config
 	metrics *metrics
 	watcher *filewatch.Watcher
+	// unsubscribe stops following Options.Source; nil without one.
+	unsubscribe func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -255,15 +263,21 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 	if opts.PollInterval >= 0 {
 		st.watching = true
 		paths := []string{opts.CertFile, opts.KeyFile, opts.CAFile}
+		if opts.Source != nil {
+			paths = st.watchSource()
+		}
 		if opts.CRLFile != "" {
 			paths = append(paths, opts.CRLFile)
 		}
-		st.watcher, err = filewatch.Start(filewatch.Options{
-			Paths:        paths,
-			PollInterval: opts.PollInterval,
-			Logger:       st.log,
-		}, func() { _ = st.reload(triggerWatch) })
+		if len(paths) > 0 {
+			st.watcher, err = filewatch.Start(filewatch.Options{
+				Paths:        paths,
+				PollInterval: opts.PollInterval,
+				Logger:       st.log,
+			}, func() { _ = st.reload(triggerWatch) })
+		}
 		if err != nil {
+			st.stopSource()
 			st.metrics.close()
 			return nil, fmt.Errorf("mtlscreds: %w", err)
 		}
@@ -277,6 +291,11 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 }
 
 func checkOptions(opts *Options, server bool) error {
+	if opts.Source != nil {
+		if err := checkSource(opts); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct{ name, val string }{
 		{"CertFile", opts.CertFile}, {"KeyFile", opts.KeyFile}, {"CAFile", opts.CAFile},
 	} {
@@ -333,6 +352,7 @@ const (
 	triggerWatch    = "watch"
 	triggerExplicit = "explicit"
 	triggerRetry    = "retry"
+	triggerSource   = "source"
 )
 
 // Close stops watching the files and unregisters the metrics. Handshakes
@@ -343,6 +363,7 @@ func (c *Credentials) Close() error {
 		if c.watcher != nil {
 			c.closeErr = c.watcher.Close()
 		}
+		c.stopSource()
 		c.reloadMu.Lock()
 		c.closed = true
 		if c.retry != nil {
@@ -445,6 +466,9 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 }
 
 func (st *state) readFiles() (fileSet, error) {
+	if st.opts.Source != nil {
+		return st.readSource()
+	}
 	var fs fileSet
 	var err error
 	read := func(name, path string) []byte {
