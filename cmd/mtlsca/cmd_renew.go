@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
@@ -21,11 +23,15 @@ type renewFlags struct {
 	watch    bool
 	jitter   float64
 	interval time.Duration
+	// crl: keep DIR/crl.pem current and copy it into each identity's
+	// folder, valid for crlValidity.
+	crl         bool
+	crlValidity time.Duration
 }
 
 func runRenew(e *env, c *command, args []string) int {
 	fs := c.flags()
-	f := renewFlags{fraction: ca.DefaultRenewFraction, jitter: 0.05, interval: 10 * time.Minute}
+	f := renewFlags{fraction: ca.DefaultRenewFraction, jitter: 0.05, interval: 10 * time.Minute, crlValidity: ca.DefaultCRLValidity}
 	fs.StringVar(&f.dir, "dir", "", "CA `directory` (required)")
 	fs.StringVar(&f.out, "out", "", "identity `folder` (default DIR/NAME; only with one NAME)")
 	fs.Var(durationFlag{&f.ttl}, "ttl", "`lifetime` of the new certificate (default: the old one's)")
@@ -35,6 +41,8 @@ func runRenew(e *env, c *command, args []string) int {
 	fs.BoolVar(&f.watch, "watch", false, "keep running and renew each certificate when due, like 'step ca renew --daemon'")
 	fs.Float64Var(&f.jitter, "jitter", f.jitter, "--watch: renew up to this fraction of the lifetime early, at random, so that replicas do not renew in step")
 	fs.Var(durationFlag{&f.interval}, "interval", "--watch: check at least this `often` (picks up revocations and bundle changes)")
+	fs.BoolVar(&f.crl, "crl", false, "also rewrite DIR/crl.pem past --fraction of its validity, and copy it into each NAME's folder as crl.pem (a service mounting only its folder reads it there)")
+	fs.Var(durationFlag{&f.crlValidity}, "crl-next-update", "--crl: `validity` of a rewritten CRL")
 	names, code, ok := e.parse(c, fs, args, 1, -1)
 	if !ok {
 		return code
@@ -58,6 +66,8 @@ func runRenew(e *env, c *command, args []string) int {
 		return e.usageError(c, "--jitter: %v is not in [0, --fraction)", f.jitter)
 	case f.interval < time.Second:
 		return e.usageError(c, "--interval: %s is below 1s", f.interval)
+	case f.crlValidity < ca.MinLeafTTL:
+		return e.usageError(c, "--crl-next-update: %s is below %s", f.crlValidity, ca.MinLeafTTL)
 	}
 	if f.watch {
 		return e.watch(c, f, names)
@@ -73,6 +83,14 @@ func runRenew(e *env, c *command, args []string) int {
 			fmt.Fprintf(e.stderr, "mtlsca renew: %s: %v\n", n, err)
 			failed = true
 			continue
+		}
+		fmt.Fprintln(e.stdout, r)
+	}
+	if f.crl {
+		r, err := refreshCRL(s, f, names, e.now())
+		if err != nil {
+			fmt.Fprintf(e.stderr, "mtlsca renew: %v\n", err)
+			return exitFailed
 		}
 		fmt.Fprintln(e.stdout, r)
 	}
@@ -126,6 +144,18 @@ func (e *env) watch(c *command, f renewFlags, names []string) int {
 		if s != nil {
 			sched.keepOnly(current)
 		}
+		if s != nil && f.crl {
+			r, err := refreshCRL(s, f, names, e.now())
+			switch {
+			case err != nil:
+				log.Error("CRL refresh failed; will retry", "err", err, "retry_in", f.interval)
+			case r.rewritten || len(r.copied) > 0:
+				log.Info("CRL refreshed", "rewritten", r.rewritten, "number", r.number, "next_update", r.nextUpdate, "copied_to", strings.Join(r.copied, ","))
+			}
+			if err == nil && r.due.Before(next) {
+				next = r.due
+			}
+		}
 		t := time.NewTimer(max(next.Sub(e.now()), time.Second))
 		select {
 		case <-e.ctx.Done():
@@ -178,4 +208,81 @@ func currentCert(s *ca.Store, name, out string) *x509.Certificate {
 		return nil
 	}
 	return certs[0]
+}
+
+// crlResult is what refreshCRL did.
+type crlResult struct {
+	rewritten  bool
+	copied     []string // names whose folder got the new CRL
+	number     string
+	nextUpdate time.Time
+	due        time.Time // when it should be rewritten next
+}
+
+func (r crlResult) String() string {
+	what := "CRL current"
+	if r.rewritten {
+		what = "CRL rewritten"
+	}
+	s := fmt.Sprintf("%s (number %s, next update %s)", what, r.number, r.nextUpdate.UTC().Format(time.RFC3339))
+	if len(r.copied) > 0 {
+		s += ", copied to " + strings.Join(r.copied, ", ")
+	}
+	return s
+}
+
+// refreshCRL rewrites DIR/crl.pem when it is missing, unreadable, not
+// signed by the CA's intermediate or past --fraction of its validity, so
+// that relying parties, which refuse a stale CRL, never see one; then it
+// copies it into each identity's folder where it differs, so a revocation
+// (which rewrites DIR/crl.pem) reaches the services at the next check.
+func refreshCRL(s *ca.Store, f renewFlags, names []string, now time.Time) (crlResult, error) {
+	var r crlResult
+	path := s.Path(ca.CRLFile)
+	data, crl := readCRL(s, path)
+	if crl == nil || !now.Before(crlDue(crl, f.fraction)) {
+		if err := s.WriteCRL(path, now, f.crlValidity); err != nil {
+			return r, fmt.Errorf("rewrite %s: %w", path, err)
+		}
+		if data, crl = readCRL(s, path); crl == nil {
+			return r, fmt.Errorf("%s: unreadable right after writing it", path)
+		}
+		r.rewritten = true
+	}
+	r.number, r.nextUpdate, r.due = crl.Number.String(), crl.NextUpdate, crlDue(crl, f.fraction)
+	for _, n := range names {
+		dir := f.out
+		if dir == "" {
+			dir = s.Path(n)
+		}
+		dst := filepath.Join(dir, ca.CRLFile)
+		if old, err := os.ReadFile(dst); err == nil && string(old) == string(data) {
+			continue
+		}
+		if err := ca.WriteFile(dst, data, 0o644); err != nil {
+			return r, fmt.Errorf("copy the CRL to %s: %w", dst, err)
+		}
+		r.copied = append(r.copied, n)
+	}
+	return r, nil
+}
+
+// readCRL returns the CRL at path when it parses and is signed by the CA's
+// intermediate, else nil.
+func readCRL(s *ca.Store, path string) ([]byte, *x509.RevocationList) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil
+	}
+	lists, err := pemfile.ParseCRLs(data)
+	if err != nil || len(lists) != 1 || lists[0].CheckSignatureFrom(s.Authority.Intermediate) != nil {
+		return nil, nil
+	}
+	return data, lists[0]
+}
+
+// crlDue is when a CRL is rewritten: fraction of the way from its
+// thisUpdate to its nextUpdate, like a certificate's renewal.
+func crlDue(crl *x509.RevocationList, fraction float64) time.Time {
+	return crl.ThisUpdate.Add(time.Duration(fraction * float64(crl.NextUpdate.Sub(crl.ThisUpdate))))
 }

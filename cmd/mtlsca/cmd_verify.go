@@ -162,10 +162,10 @@ func verifyChecks(certs, roots []*x509.Certificate, crl *x509.RevocationList, ek
 		lerr = fmt.Errorf("is a CA certificate (CA:TRUE), not a leaf")
 	case idErr != nil:
 		lerr = idErr
-	case id.SPIFFEID == "":
+	case id.SPIFFEID() == "":
 		lerr = fmt.Errorf("has no SPIFFE ID (URI SAN)")
-	case spiffeID != "" && id.SPIFFEID != spiffeID:
-		lerr = fmt.Errorf("SPIFFE ID is %s, want %s", id.SPIFFEID, spiffeID)
+	case spiffeID != "" && id.SPIFFEID() != spiffeID:
+		lerr = fmt.Errorf("SPIFFE ID is %s, want %s", id.SPIFFEID(), spiffeID)
 	case dns != "" && leaf.VerifyHostname(dns) != nil:
 		lerr = fmt.Errorf("no DNS SAN matches %q (has %s)", dns, strings.Join(leaf.DNSNames, ", "))
 	}

@@ -492,7 +492,7 @@ func TestRenewWatch(t *testing.T) {
 	done := make(chan int)
 	go func() {
 		e := &env{ctx: ctx, stdout: &stdout, stderr: &stderr, now: time.Now}
-		done <- e.dispatch([]string{"renew", "order", "user", "--dir", dir, "--watch", "--interval", "1s"})
+		done <- e.dispatch([]string{"renew", "order", "user", "--dir", dir, "--watch", "--interval", "1s", "--crl"})
 	}()
 	deadline := time.After(20 * time.Second)
 	for {
@@ -518,7 +518,12 @@ func TestRenewWatch(t *testing.T) {
 	if user := readCerts(t, filepath.Join(dir, "user", "tls.crt"))[0]; !user.Equal(oldUser) {
 		t.Error("--watch renewed user, which was not due")
 	}
-	if log := stderr.String(); !strings.Contains(log, "name=order action=renewed") || !strings.Contains(log, "stopped") {
+	for _, name := range []string{"order", "user"} {
+		if _, err := os.Stat(filepath.Join(dir, name, ca.CRLFile)); err != nil {
+			t.Errorf("--watch --crl: %v", err)
+		}
+	}
+	if log := stderr.String(); !strings.Contains(log, "name=order action=renewed") || !strings.Contains(log, "CRL refreshed") || !strings.Contains(log, "stopped") {
 		t.Errorf("watch log:\n%s", log)
 	}
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"crypto/x509"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // TestWatchSchedule checks the jitter of renew --watch: up to --jitter of
@@ -66,5 +71,74 @@ func TestWatchSchedule(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Error("100 replicas all drew the same renewal time")
+	}
+}
+
+// TestRenewCRL checks renew --crl: the CRL is written when missing, kept
+// while fresh, rewritten past --fraction of its validity, and copied into
+// each identity's folder, where a revocation reaches it at the next run.
+func TestRenewCRL(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Now()
+	at := func(d time.Duration) cli { return cli{t: t, now: t0.Add(d)} }
+	at(0).ok("bootstrap", "--dir", dir, "--trust-domain", "example.org", "--services", "order,user")
+	crlOf := func(name string) *x509.RevocationList {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, name, ca.CRLFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists, err := pemfile.ParseCRLs(data)
+		if err != nil {
+			t.Fatalf("%s/crl.pem: %v", name, err)
+		}
+		return lists[0]
+	}
+	renew := func(d time.Duration) string {
+		t.Helper()
+		return at(d).ok("renew", "order", "user", "--dir", dir, "--crl", "--crl-next-update", "30m")
+	}
+
+	steps := []struct {
+		at          time.Duration
+		revoke      string
+		want        string // in the output
+		rewritten   bool
+		wantRevoked int
+	}{
+		{at: 0, want: "CRL rewritten", rewritten: true},               // missing: written
+		{at: 10 * time.Minute, want: "CRL current", rewritten: false}, // fresh: kept
+		{at: 11 * time.Minute, revoke: "user", want: "copied to order, user", rewritten: false, wantRevoked: 1},
+		{at: 30 * time.Minute, want: "CRL current", rewritten: false, wantRevoked: 1},
+		{at: 32 * time.Minute, want: "CRL rewritten", rewritten: true, wantRevoked: 1}, // past 2/3 of the one revoke wrote
+	}
+	var last *x509.RevocationList
+	for _, st := range steps {
+		if st.revoke != "" {
+			at(st.at).ok("revoke", st.revoke, "--dir", dir, "--next-update", "30m")
+		}
+		out := renew(st.at)
+		if !strings.Contains(out, st.want) {
+			t.Errorf("+%s: output lacks %q:\n%s", st.at, st.want, out)
+		}
+		for _, name := range []string{"order", "user"} {
+			got := crlOf(name)
+			if last != nil && !st.rewritten && st.revoke == "" && got.Number.Cmp(last.Number) != 0 {
+				t.Errorf("+%s: %s's CRL changed (number %v to %v) though it was fresh", st.at, name, last.Number, got.Number)
+			}
+			if st.rewritten && (last != nil && got.Number.Cmp(last.Number) <= 0) {
+				t.Errorf("+%s: %s's CRL was not rewritten (number %v)", st.at, name, got.Number)
+			}
+			if n := len(got.RevokedCertificateEntries); n != st.wantRevoked {
+				t.Errorf("+%s: %s's CRL lists %d revoked, want %d", st.at, name, n, st.wantRevoked)
+			}
+			if !got.NextUpdate.After(t0.Add(st.at)) {
+				t.Errorf("+%s: %s's CRL is stale (next update %s)", st.at, name, got.NextUpdate)
+			}
+		}
+		last = crlOf("order")
+	}
+	if code, _, errs := at(0).run("renew", "order", "--dir", dir, "--crl", "--crl-next-update", "1m"); code != 2 || !strings.Contains(errs, "--crl-next-update") {
+		t.Errorf("--crl-next-update 1m: exit %d, %s", code, errs)
 	}
 }

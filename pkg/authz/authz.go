@@ -258,8 +258,11 @@ type denial struct {
 }
 
 func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Identity, d denial) error {
+	// Audit mode is the proto's: an overlay deny, the operator's emergency
+	// brake, is enforced even there.
+	audit := r.audit && d.source != SourceOverlay
 	decision, msg, level := decisionDeny, "authz: denied", slog.LevelWarn
-	if r.audit {
+	if audit {
 		decision, msg = decisionWouldDeny, "authz: would deny (audit mode, let through)"
 	}
 	a.log.LogAttrs(ctx, level, msg,
@@ -269,7 +272,7 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 		slog.String("reason", d.reason),
 		slog.String("decision", decision),
 		slog.String("code", d.code.String()))
-	if r.audit {
+	if audit {
 		r.counts.wouldDeny.Add(1)
 		return nil
 	}

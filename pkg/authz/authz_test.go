@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
-	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
+	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
 	"github.com/idwire/idwire/pkg/identity"
 )
@@ -55,8 +55,8 @@ func callerName(t *testing.T, client string) string {
 	if err != nil {
 		return (*identity.Identity)(nil).String()
 	}
-	if id.CommonName == "" && id.SPIFFEID == "" {
-		return "dns:" + id.DNSNames[0] // identity.String is empty
+	if id.CommonName() == "" && id.SPIFFEID() == "" {
+		return "dns:" + id.DNSNames()[0] // identity.String is empty
 	}
 	return id.String()
 }

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc"
 	grpcauthz "google.golang.org/grpc/authz"
 
-	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
+	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
 )
 

@@ -70,10 +70,11 @@ func (a *Authorizer) compile(srv ServiceInfoProvider) (*filewatch.Watcher, error
 			return started, fmt.Errorf("authz: %w", err)
 		}
 	}
-	pol, err := buildPolicy(base, ov, a.counts)
+	pol, warnings, err := buildPolicy(base, ov, a.counts)
 	if err != nil {
 		return started, fmt.Errorf("authz: %w", err)
 	}
+	a.warnOverlay(warnings)
 	if started != nil {
 		a.watcher = started
 	}
@@ -223,9 +224,18 @@ func compileRule(full, svc, name string, rule *authzv1.Rule, src Source) (*baseR
 // buildPolicy lays the overlay (nil for none) over the base rules and
 // compiles the result. It fails, changing nothing, when the overlay names a
 // service or method that is not compiled or revokes a principal that no rule
-// in its scope allows.
-func buildPolicy(base []*baseRule, ov *overlay, counts *counters) (*policy, error) {
+// in its scope allows. It returns a warning for each overlay entry that
+// asked for something the overlay may not do and was ignored.
+//
+// The overlay may tighten a rule but never loosen what the proto (or
+// Options.Rules) says: it cannot lift a deny, open a method to everyone, or
+// turn audit mode on, since audit mode lets refused calls through. An
+// "audit: true" is therefore only honoured where the base rule is itself in
+// audit mode (after a service entry turned it off, say).
+func buildPolicy(base []*baseRule, ov *overlay, counts *counters) (*policy, []string, error) {
 	pol := &policy{methods: make(map[string]*methodRule, len(base))}
+	var warnings []string
+	warned := make(map[string]bool)
 	var revoked map[string]map[string]bool // overlay key -> revoked principal -> removed something
 	if ov != nil {
 		known := make(map[string]bool)
@@ -239,7 +249,7 @@ func buildPolicy(base []*baseRule, ov *overlay, counts *counters) (*policy, erro
 			}
 		}
 		if len(errs) > 0 {
-			return nil, errors.Join(errs...)
+			return nil, nil, errors.Join(errs...)
 		}
 		revoked = make(map[string]map[string]bool)
 	}
@@ -268,7 +278,11 @@ func buildPolicy(base []*baseRule, ov *overlay, counts *counters) (*policy, erro
 				}
 				deny = append(deny, e.deny...)
 				if e.audit != nil {
-					audit = *e.audit
+					if *e.audit && !b.audit && !warned[key] {
+						warned[key] = true
+						warnings = append(warnings, fmt.Sprintf("policy file %s: rules[%q]: \"audit: true\" ignored for %s, whose rule is enforced: the overlay may tighten rules but not turn enforcement off (set audit in the proto)", ov.file, key, b.method))
+					}
+					audit = *e.audit && b.audit
 				}
 			}
 		}
@@ -299,8 +313,16 @@ func buildPolicy(base []*baseRule, ov *overlay, counts *counters) (*policy, erro
 			}
 		}
 		if len(errs) > 0 {
-			return nil, errors.Join(errs...)
+			return nil, nil, errors.Join(errs...)
 		}
 	}
-	return pol, nil
+	return pol, warnings, nil
+}
+
+// warnOverlay logs what buildPolicy ignored in the overlay, on every load,
+// so that an operator who expects audit mode learns it is not in force.
+func (a *Authorizer) warnOverlay(warnings []string) {
+	for _, w := range warnings {
+		a.log.Warn("authz: policy file entry ignored", slog.String("policy_file", a.opts.PolicyFile), slog.String("reason", w))
+	}
 }

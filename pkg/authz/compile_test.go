@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
-	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
+	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
 )
 

@@ -22,8 +22,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
-	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
 	"github.com/idwire/idwire/internal/ca"
+	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"

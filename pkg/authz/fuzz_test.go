@@ -1,8 +1,13 @@
 package authz
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/idwire/idwire/pkg/identity"
@@ -62,16 +67,66 @@ func FuzzParsePrincipal(f *testing.F) {
 		}
 		var m matcher
 		m.add(p, entry{principal: s})
+		// A name the principal matches: a prefix's name plus one more
+		// character, so that a SPIFFE prefix's name is a whole ID.
+		name := p.Name
+		if p.Prefix {
+			name += "x"
+		}
 		for kind, id := range map[Kind]*identity.Identity{
-			CommonName: {CommonName: p.Name},
-			SPIFFEID:   {SPIFFEID: p.Name},
-			DNSName:    {DNSNames: []string{p.Name}},
+			CommonName: certIdentity(t, &x509.Certificate{Subject: pkix.Name{CommonName: name}}),
+			SPIFFEID:   certIdentity(t, &x509.Certificate{Subject: pkix.Name{CommonName: "x"}, URIs: []*url.URL{mustURL(t, name)}}),
+			DNSName:    certIdentity(t, &x509.Certificate{DNSNames: []string{name}}),
 		} {
+			if id == nil {
+				if kind == p.Kind {
+					t.Fatalf("principal %q (%v): a certificate with %v %q has no identity", s, p.Kind, kind, name)
+				}
+				continue
+			}
 			if ok := m.match(id) != nil; ok != (kind == p.Kind) {
 				t.Fatalf("principal %q (%v) matching a %v of the same text: %v", s, p.Kind, kind, ok)
 			}
 		}
 	})
+}
+
+var fuzzKey = sync.OnceValue(func() ed25519.PrivateKey {
+	_, k, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// certIdentity signs tmpl (self-signed: FromCertificate reads names, not
+// trust), parses it back as a peer's certificate would be, and returns its
+// identity, or nil when the certificate names nobody validly.
+func certIdentity(t *testing.T, tmpl *x509.Certificate) *identity.Identity {
+	t.Helper()
+	tmpl.SerialNumber = big.NewInt(1)
+	k := fuzzKey()
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		return nil // x509 refuses to write such a name
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("x509 cannot read back what it wrote: %v", err)
+	}
+	id, err := identity.FromCertificate(cert)
+	if err != nil {
+		return nil
+	}
+	return id
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("url.Parse(%q): %v", s, err)
+	}
+	return u
 }
 
 // FuzzSPIFFEID checks identity.ValidateSPIFFEID against net/url and against

@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
-	authztestv1 "github.com/idwire/idwire/gen/authztest/v1"
 	"github.com/idwire/idwire/internal/ca"
+	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"slices"
-
-	"sigs.k8s.io/yaml"
 )
 
 // OverlayFile is the format of Options.PolicyFile, in YAML or JSON:
@@ -46,7 +45,11 @@ type OverlayRule struct {
 	// source, so an overlay deny refuses even a caller allow_authenticated
 	// or a prefix admits, and an overlay allow cannot lift a proto deny.
 	Deny []string `json:"deny,omitempty"`
-	// Audit, when set, turns audit mode on or off.
+	// Audit: false turns off audit mode, so that the rule is enforced.
+	// Audit: true is only honoured where the proto (or Options.Rules)
+	// puts the rule in audit mode itself: elsewhere it is ignored with a
+	// warning, because audit mode lets refused calls through and the
+	// overlay may not weaken a rule.
 	Audit *bool `json:"audit,omitempty"`
 }
 
@@ -65,19 +68,27 @@ type overlayRule struct {
 // readOverlay reads and validates a policy file on its own; buildPolicy then
 // checks it against the registered methods.
 func readOverlay(path string) (*overlay, error) {
-	raw, err := os.ReadFile(path)
+	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy file: %w", err)
+	}
+	defer fh.Close()
+	raw, err := io.ReadAll(io.LimitReader(fh, MaxPolicyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	return parseOverlay(path, raw)
 }
 
 func parseOverlay(path string, raw []byte) (*overlay, error) {
+	if len(raw) > MaxPolicyFileSize {
+		return nil, fmt.Errorf("policy file %s is larger than %d bytes", path, MaxPolicyFileSize)
+	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, fmt.Errorf("policy file %s is empty (write \"rules: {}\" for an overlay that changes nothing)", path)
 	}
-	var f OverlayFile
-	if err := yaml.UnmarshalStrict(raw, &f); err != nil {
+	f, err := decodeOverlay(raw)
+	if err != nil {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	if f.Rules == nil {
@@ -161,9 +172,12 @@ func (a *Authorizer) Reload() error {
 	if err == nil && a.loaded != nil && bytes.Equal(ov.raw, a.loaded.raw) {
 		return nil // touched, not changed
 	}
-	var pol *policy
+	var (
+		pol      *policy
+		warnings []string
+	)
 	if err == nil {
-		pol, err = buildPolicy(a.base, ov, a.counts)
+		pol, warnings, err = buildPolicy(a.base, ov, a.counts)
 	}
 	if err != nil {
 		err = fmt.Errorf("authz: %w", err)
@@ -173,6 +187,7 @@ func (a *Authorizer) Reload() error {
 	}
 	a.loaded = ov
 	a.policy.Store(pol)
+	a.warnOverlay(warnings)
 	a.log.Info("authz: policy file loaded",
 		slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
 	return nil

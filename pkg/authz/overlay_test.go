@@ -107,16 +107,28 @@ func TestOverlayPrecedence(t *testing.T) {
 		{
 			name: "the method entry comes after the service entry",
 			policy: `rules:
-  authztest.v1.GuardedService: {allow: [payment], audit: true}
-  /authztest.v1.GuardedService/ByName: {revoke: [payment], audit: false}
+  authztest.v1.GuardedService: {allow: [payment], audit: false}
+  /authztest.v1.GuardedService/ByName: {revoke: [payment]}
+  /authztest.v1.GuardedService/Audited: {audit: true}
 `,
 			checks: []decisionCase{
 				{"ByName", "payment", codes.PermissionDenied, "proto:method+overlay"},
 				{"BySPIFFE", "payment", codes.OK, ""},
-				// audit: true from the service entry lets this through...
-				{"BySPIFFE", "admin", codes.OK, "proto:method+overlay"},
-				// ...and the method entry's audit: false enforces again.
-				{"ByName", "admin", codes.PermissionDenied, "proto:method+overlay"},
+				// audit: false from the service entry enforces the
+				// proto's audited rule...
+				{"Audited", "admin", codes.OK, ""},
+				// ...and the method entry's audit: true gives the proto's
+				// audit mode back.
+				{"Audited", "order", codes.OK, "proto:method+overlay"},
+			},
+		},
+		{
+			name:   "an overlay deny is enforced in audit mode",
+			policy: `rules: {"/authztest.v1.GuardedService/Audited": {deny: [order]}}`,
+			checks: []decisionCase{
+				{"Audited", "order", codes.PermissionDenied, "overlay"},
+				{"Audited", "payment", codes.OK, "proto:method+overlay"},
+				{"Audited", "admin", codes.OK, ""},
 			},
 		},
 		{
@@ -133,6 +145,16 @@ func TestOverlayPrecedence(t *testing.T) {
 			checks: []decisionCase{
 				{"Default", "payment", codes.OK, ""},
 				{"Default", "", codes.Unauthenticated, "proto:service+overlay"},
+			},
+		},
+		{
+			name:   "quoted, words YAML 1.1 reads as booleans are principals",
+			policy: "rules:\n  /authztest.v1.GuardedService/ByName:\n    allow: [\"on\", 'n', !!str off]\n",
+			checks: []decisionCase{
+				{"ByName", "on", codes.OK, ""},
+				{"ByName", "n", codes.OK, ""},
+				{"ByName", "off", codes.OK, ""},
+				{"ByName", "true", codes.PermissionDenied, "proto:method+overlay"},
 			},
 		},
 		{
@@ -159,6 +181,49 @@ func TestOverlayPrecedence(t *testing.T) {
 	}
 }
 
+// The overlay may never weaken a rule: audit mode lets refused calls
+// through, so an overlay cannot turn it on where the proto enforces. It is
+// ignored with a WARN, and the rest of the file still applies.
+func TestOverlayCannotEnableAudit(t *testing.T) {
+	for _, tc := range []struct{ name, policy, key string }{
+		{"method entry", `rules: {"/authztest.v1.GuardedService/DenyFirst": {audit: true, deny: [admin]}, "/authztest.v1.GuardedService/ByName": {audit: true}, "/authztest.v1.GuardedService/Public": {audit: true}}`, "/authztest.v1.GuardedService/ByName"},
+		{"service entry", "rules:\n  authztest.v1.GuardedService: {audit: true}\n  /authztest.v1.GuardedService/DenyFirst: {deny: [admin]}\n", "authztest.v1.GuardedService"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			writePolicy(t, path, tc.policy)
+			logs := newLogRecorder()
+			a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+			defer a.Close()
+			if err := a.Compile(newServer()); err != nil {
+				t.Fatal(err)
+			}
+			recs := logs.take()
+			warned := false
+			for _, r := range recs {
+				if r.Level == slog.LevelWarn && r.Message == "authz: policy file entry ignored" &&
+					strings.Contains(attrs(r)["reason"], fmt.Sprintf("rules[%q]: \"audit: true\" ignored", tc.key)) {
+					warned = true
+				}
+			}
+			if !warned {
+				t.Errorf("no WARN that audit: true was ignored for %s:\n%s", tc.key, lines(recs))
+			}
+			checkDecisions(t, a, logs, []decisionCase{
+				// A proto deny, an overlay deny and no allow: all enforced.
+				{"DenyFirst", "payment", codes.PermissionDenied, "proto:method"},
+				{"DenyFirst", "admin", codes.PermissionDenied, "overlay"},
+				{"ByName", "payment", codes.PermissionDenied, "proto:method+overlay"},
+				// A caller without a certificate is still refused...
+				{"ByName", "", codes.Unauthenticated, "proto:method+overlay"},
+				// ...where the proto does not make the method public.
+				{"Public", "", codes.OK, ""},
+				{"ByName", "order", codes.OK, ""},
+			})
+		})
+	}
+}
+
 func TestOverlayRejects(t *testing.T) {
 	cases := []struct{ name, policy, want string }{
 		{"empty", "", "is empty"},
@@ -174,6 +239,33 @@ func TestOverlayRejects(t *testing.T) {
 		{"bad principal", `rules: {"/authztest.v1.GuardedService/ByName": {deny: ["dns:*.internal"]}}`, `rules["/authztest.v1.GuardedService/ByName"].deny: principal "dns:*.internal"`},
 		{"allowed and revoked", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [payment], revoke: [payment]}}`, `"payment" is both allowed and revoked`},
 		{"revokes nothing", `rules: {"/authztest.v1.GuardedService/ByName": {revoke: [ordre]}}`, `revoke "ordre": no rule in scope allows it`},
+		// YAML 1.1 reads these as other things than the principal written.
+		{"on", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [on]}}`, `on is a boolean in YAML 1.1: quote it`},
+		{"n", "rules:\n  /authztest.v1.GuardedService/ByName:\n    deny:\n      - n\n", `line 4: a principal in rules["/authztest.v1.GuardedService/ByName"].deny: n is a boolean in YAML 1.1`},
+		{"Yes", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [Yes]}}`, `Yes is a boolean in YAML 1.1`},
+		{"true", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [true]}}`, `true is read as a boolean: quote it`},
+		{"hex", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [0x1f]}}`, `0x1f is read as a number: quote it`},
+		{"number", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [1e3]}}`, `1e3 is read as a number`},
+		{"null principal", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [~]}}`, `is read as null`},
+		{"JSON number", `{"rules": {"/authztest.v1.GuardedService/ByName": {"allow": [31]}}}`, `31 is read as a number`},
+		{"number key", `rules: {1.5: {allow: [order]}}`, `a rules key must be a string`},
+		{"list of lists", `rules: {"/authztest.v1.GuardedService/ByName": {allow: [[order]]}}`, `must be a string`},
+		{"principals not a list", `rules: {"/authztest.v1.GuardedService/ByName": {allow: order}}`, `allow must be a list of principals`},
+		{"audit not a boolean", `rules: {"/authztest.v1.GuardedService/ByName": {audit: "false"}}`, `audit must be true or false`},
+		{"audit yes", `rules: {"/authztest.v1.GuardedService/ByName": {audit: yes}}`, `audit must be true or false`},
+		// Keys are matched exactly and only once: encoding/json folded case,
+		// so "Deny" then "deny" kept only the last list.
+		{"field in another case", "rules:\n  /authztest.v1.GuardedService/ByName:\n    Deny: [payment]\n    deny: [admin]\n", `line 3: rules["/authztest.v1.GuardedService/ByName"]: unknown field "Deny"`},
+		{"Rules", "Rules: {}\n", `unknown field "Rules"`},
+		{"field twice", "rules:\n  /authztest.v1.GuardedService/ByName:\n    deny: [payment]\n    deny: [admin]\n", `line 4: rules["/authztest.v1.GuardedService/ByName"]: key "deny" appears twice`},
+		{"key twice", "rules:\n  authztest.v1.GuardedService: {deny: [payment]}\n  authztest.v1.GuardedService: {}\n", `key "authztest.v1.GuardedService" appears twice`},
+		{"rules twice", "rules: {authztest.v1.GuardedService: {deny: [payment]}}\nrules: {}\n", `key "rules" appears twice`},
+		{"JSON key twice", `{"rules": {"authztest.v1.GuardedService": {"deny": ["payment"], "deny": []}}}`, `key "deny" appears twice`},
+		{"alias", "rules:\n  authztest.v1.GuardedService: &d {deny: [payment]}\n  /authztest.v1.GuardedService/ByName: *d\n", `aliases are not allowed`},
+		{"merge key", "rules:\n  /authztest.v1.GuardedService/ByName:\n    <<: {deny: [payment]}\n", `must be a string`},
+		{"two documents", "rules: {}\n---\nrules: {authztest.v1.GuardedService: {deny: [payment]}}\n", `a second YAML document`},
+		{"too large", "rules: {}\n" + strings.Repeat("# padding\n", authz.MaxPolicyFileSize/10), fmt.Sprintf("is larger than %d bytes", authz.MaxPolicyFileSize)},
+		{"invisible character", `rules: {"/authztest.v1.GuardedService/ByName": {allow: ["ad\u200bmin"]}}`, `invisible or format character U+200B`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

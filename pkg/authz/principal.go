@@ -77,7 +77,8 @@ func (p Principal) String() string {
 // allow_authenticated), a SPIFFE prefix that does not spell out the whole
 // trust domain and the "/" after it ("spiffe://example*" would match
 // "spiffe://example.evil/..."), and a bare name holding ":" (reserved for
-// kinds) are all errors.
+// kinds) are all errors, and so are control characters, invisible and
+// format characters (U+200B, U+202E...) and spaces other than ' '.
 func ParsePrincipal(s string) (Principal, error) {
 	if s == "" {
 		return Principal{}, errors.New("empty principal")
@@ -88,6 +89,12 @@ func ParsePrincipal(s string) (Principal, error) {
 	for _, r := range s {
 		if unicode.IsControl(r) {
 			return Principal{}, fmt.Errorf("principal %q holds a control character", s)
+		}
+		// Invisible characters (U+200B zero width space, U+202E
+		// right-to-left override, U+00AD soft hyphen...) and spaces other
+		// than ' ' make a principal that reads as another.
+		if r != ' ' && (!unicode.IsGraphic(r) || unicode.IsSpace(r) || unicode.Is(unicode.Zs, r)) {
+			return Principal{}, fmt.Errorf("principal %q holds the invisible or format character %U", s, r)
 		}
 	}
 	if strings.TrimSpace(s) != s {
@@ -230,7 +237,7 @@ func (m *matcher) match(id *identity.Identity) *entry {
 	if m.n == 0 {
 		return nil
 	}
-	if cn := id.CommonName; cn != "" {
+	if cn := id.CommonName(); cn != "" {
 		if e := m.cn[cn]; e != nil {
 			return e
 		}
@@ -238,7 +245,7 @@ func (m *matcher) match(id *identity.Identity) *entry {
 			return e
 		}
 	}
-	if sid := id.SPIFFEID; sid != "" {
+	if sid := id.SPIFFEID(); sid != "" {
 		if e := m.spiffe[sid]; e != nil {
 			return e
 		}
@@ -249,7 +256,7 @@ func (m *matcher) match(id *identity.Identity) *entry {
 	if len(m.dns) == 0 && len(m.dnsPrefix) == 0 {
 		return nil
 	}
-	for _, name := range id.DNSNames {
+	for name := range id.AllDNSNames() {
 		// DNS names compare without case, and principals are stored lower
 		// case; a certificate's names almost always are too, so only the
 		// rare upper-case SAN pays for a lower-cased copy.

@@ -16,26 +16,81 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"iter"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/credentials"
 )
 
-// Identity is a verified peer.
+// Identity is a verified peer. It is immutable: its names are copies made
+// when the certificate is parsed, read through accessors, so neither a
+// handler nor a custom check can change what later calls on the same
+// connection are decided by. The identity is shared by every call of its
+// connection, which is what makes it cheap.
 type Identity struct {
-	// CommonName is the subject CN ("order"); may be empty.
-	CommonName string
-	// SPIFFEID is the URI SAN ("spiffe://example.org/order"); may be empty.
-	SPIFFEID string
-	// DNSNames are the DNS SANs.
-	DNSNames []string
-	// Certificate is the verified leaf.
-	Certificate *x509.Certificate
+	commonName string
+	spiffeID   string
+	// dnsNames are the DNS SANs, copied from the certificate, so that
+	// changing the certificate's slice changes no decision.
+	dnsNames []string
+	cert     *x509.Certificate
 
 	// name is String's result, made once in FromCertificate: the call log
 	// names the caller on every call, and the identity lives as long as
 	// its connection.
 	name string
+}
+
+// CommonName is the subject CN ("order"); it may be empty.
+func (id *Identity) CommonName() string {
+	if id == nil {
+		return ""
+	}
+	return id.commonName
+}
+
+// SPIFFEID is the one URI SAN ("spiffe://example.org/order"); it may be
+// empty.
+func (id *Identity) SPIFFEID() string {
+	if id == nil {
+		return ""
+	}
+	return id.spiffeID
+}
+
+// DNSNames returns a copy of the DNS SANs.
+func (id *Identity) DNSNames() []string {
+	if id == nil {
+		return nil
+	}
+	return slices.Clone(id.dnsNames)
+}
+
+// AllDNSNames iterates over the DNS SANs without copying them, for code on
+// the per-call path.
+func (id *Identity) AllDNSNames() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if id == nil {
+			return
+		}
+		for _, n := range id.dnsNames {
+			if !yield(n) {
+				return
+			}
+		}
+	}
+}
+
+// Certificate is the verified leaf the identity was parsed from. It is the
+// connection's own certificate, shared with the TLS connection state, and
+// must not be modified; the identity's names are copies, so modifying it
+// would not change any authorization decision.
+func (id *Identity) Certificate() *x509.Certificate {
+	if id == nil {
+		return nil
+	}
+	return id.cert
 }
 
 // String names the identity for logs: the CN and the SPIFFE ID, whichever
@@ -51,18 +106,18 @@ func (id *Identity) String() string {
 }
 
 func (id *Identity) describe() string {
-	if id.SPIFFEID != "" {
-		if id.CommonName != "" {
-			return id.CommonName + " (" + id.SPIFFEID + ")"
+	if id.spiffeID != "" {
+		if id.commonName != "" {
+			return id.commonName + " (" + id.spiffeID + ")"
 		}
-		return id.SPIFFEID
+		return id.spiffeID
 	}
-	if id.CommonName == "" && len(id.DNSNames) > 0 {
+	if id.commonName == "" && len(id.dnsNames) > 0 {
 		// Written as the principal that matches it, so a log line names
 		// the caller the way a rule would.
-		return "dns:" + id.DNSNames[0]
+		return "dns:" + id.dnsNames[0]
 	}
-	return id.CommonName
+	return id.commonName
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
@@ -83,18 +138,18 @@ func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 	if cns > 1 {
 		return nil, fmt.Errorf("certificate %s has %d subject common names; want at most one", serial(cert), cns)
 	}
-	id := &Identity{CommonName: cert.Subject.CommonName, DNSNames: cert.DNSNames, Certificate: cert}
+	id := &Identity{commonName: cert.Subject.CommonName, dnsNames: slices.Clone(cert.DNSNames), cert: cert}
 	switch len(cert.URIs) {
 	case 0:
 	case 1:
 		if err := ValidateSPIFFEID(cert.URIs[0].String()); err != nil {
 			return nil, fmt.Errorf("certificate %s: URI SAN: %w", serial(cert), err)
 		}
-		id.SPIFFEID = cert.URIs[0].String()
+		id.spiffeID = cert.URIs[0].String()
 	default:
 		return nil, fmt.Errorf("certificate %s has %d URI SANs; want at most one", serial(cert), len(cert.URIs))
 	}
-	if id.CommonName == "" && id.SPIFFEID == "" && len(id.DNSNames) == 0 {
+	if id.commonName == "" && id.spiffeID == "" && len(id.dnsNames) == 0 {
 		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
 	}
 	id.name = id.describe()

@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ func TestFromCertificate(t *testing.T) {
 			if got := id.String(); got != tc.want {
 				t.Errorf("identity = %q, want %q", got, tc.want)
 			}
-			if id.Certificate != cert {
+			if id.Certificate() != cert {
 				t.Error("identity does not carry its certificate")
 			}
 		})
@@ -98,7 +99,7 @@ func TestFromConnectionStateNeedsVerifiedChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.CommonName != "order" || id.SPIFFEID != "spiffe://example.org/order" {
+	if id.CommonName() != "order" || id.SPIFFEID() != "spiffe://example.org/order" {
 		t.Fatalf("identity = %+v", id)
 	}
 }
@@ -149,5 +150,53 @@ func TestStringDoesNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = id.String() }); n != 0 {
 		t.Fatalf("String() allocates %.0f times per call", n)
+	}
+}
+
+// An identity is parsed once per connection and shared by all its calls: no
+// caller of its accessors, and no change to the certificate it came from,
+// may change the names later calls are decided by.
+func TestIdentityCannotBeChanged(t *testing.T) {
+	a, err := ca.New(ca.Options{TrustDomain: "example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := a.Issue(ca.IssueRequest{Name: "payment", DNSNames: []string{"payment.internal"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.FromCertificate(leaf.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"payment", "payment.internal"}
+	if got := id.DNSNames(); !slices.Equal(got, want) {
+		t.Fatalf("DNSNames() = %q, want %q", got, want)
+	}
+	id.DNSNames()[0] = "order"
+	cert := id.Certificate()
+	cert.DNSNames[0] = "order"
+	cert.Subject.CommonName = "order"
+	cert.URIs[0].Path = "/order"
+	if got := id.DNSNames(); !slices.Equal(got, want) {
+		t.Errorf("after changing the copies: DNSNames() = %q, want %q", got, want)
+	}
+	if got := slices.Collect(id.AllDNSNames()); !slices.Equal(got, want) {
+		t.Errorf("after changing the copies: AllDNSNames() = %q, want %q", got, want)
+	}
+	if id.CommonName() != "payment" || id.SPIFFEID() != "spiffe://example.org/payment" || id.String() != "payment (spiffe://example.org/payment)" {
+		t.Errorf("after changing the certificate: identity = %s, CN %q, SPIFFE ID %q", id, id.CommonName(), id.SPIFFEID())
+	}
+}
+
+// The accessors are safe on a nil identity (a caller without a
+// certificate), as String always was.
+func TestNilIdentity(t *testing.T) {
+	var id *identity.Identity
+	if id.CommonName() != "" || id.SPIFFEID() != "" || id.DNSNames() != nil || id.Certificate() != nil || id.String() != "<unauthenticated>" {
+		t.Fatal("a nil identity names somebody")
+	}
+	for range id.AllDNSNames() {
+		t.Fatal("a nil identity has DNS names")
 	}
 }

@@ -101,9 +101,9 @@ func (st *state) authInfo(cs tls.ConnectionState) (identity.AuthInfo, error) {
 		return identity.AuthInfo{}, reject(reasonBadIdentity, cs.VerifiedChains[0][0], err)
 	}
 	info.Identity = id
-	if id.SPIFFEID != "" {
+	if id.SPIFFEID() != "" {
 		// The URI SAN x509 already parsed, as grpc-go's own TLSInfo has it.
-		info.SPIFFEID = id.Certificate.URIs[0]
+		info.SPIFFEID = id.Certificate().URIs[0]
 	}
 	return info, nil
 }

@@ -243,14 +243,14 @@ func TestHandshakeOutcomes(t *testing.T) {
 				}
 				got := ""
 				if ai.Identity != nil {
-					got = ai.Identity.CommonName
+					got = ai.Identity.CommonName()
 				}
 				if got != tc.wantIdentity {
 					t.Fatalf("server saw identity %q, want %q", got, tc.wantIdentity)
 				}
 				// grpc-go's TLSInfo field, for code that reads it directly.
-				if id := ai.Identity; id != nil && (ai.SPIFFEID == nil || ai.SPIFFEID.String() != id.SPIFFEID) {
-					t.Fatalf("TLSInfo.SPIFFEID = %v, want %s", ai.SPIFFEID, id.SPIFFEID)
+				if id := ai.Identity; id != nil && (ai.SPIFFEID == nil || ai.SPIFFEID.String() != id.SPIFFEID()) {
+					t.Fatalf("TLSInfo.SPIFFEID = %v, want %s", ai.SPIFFEID, id.SPIFFEID())
 				}
 			}
 			for _, side := range []struct {

@@ -220,7 +220,7 @@ func (ob *observed) gauge(t testing.TB, name, key string) map[string]int64 {
 			}
 			for _, dp := range g.DataPoints {
 				v, _ := dp.Attributes.Value(attribute.Key(key))
-				out[v.Emit()] = dp.Value
+				out[v.String()] = dp.Value
 			}
 		}
 	}
@@ -231,7 +231,7 @@ func hasAttrs(set attribute.Set, attrs []string) bool {
 	for _, a := range attrs {
 		k, v, _ := strings.Cut(a, "=")
 		got, ok := set.Value(attribute.Key(k))
-		if !ok || got.Emit() != v {
+		if !ok || got.String() != v {
 			return false
 		}
 	}

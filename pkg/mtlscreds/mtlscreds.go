@@ -432,6 +432,9 @@ func ServerOptions(c *Credentials) []grpc.ServerOption {
 
 // Info implements credentials.TransportCredentials.
 func (c *Credentials) Info() credentials.ProtocolInfo {
+	// grpc-go still reads Info().ServerName for the channel's default
+	// authority, and its own TLS credentials fill both fields the same way.
+	//lint:ignore SA1019 grpc-go reads these deprecated fields; leaving them empty would change the authority.
 	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2", ServerName: c.serverName}
 }
 

@@ -26,7 +26,7 @@ func TestTLSConfigOutsideGRPC(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
-		io.WriteString(w, id.CommonName)
+		io.WriteString(w, id.CommonName())
 	})}
 	go hs.Serve(lis)
 	defer hs.Close()

@@ -228,9 +228,9 @@ func (st *state) verifyServer(s *snapshot, cs tls.ConnectionState, dnsName strin
 // the common name.
 func matchIdentity(id *identity.Identity, want string) bool {
 	if strings.Contains(want, "://") {
-		return id.SPIFFEID == want
+		return id.SPIFFEID() == want
 	}
-	return id.CommonName == want
+	return id.CommonName() == want
 }
 
 // classify turns a handshake error into a reason and, when there is one, the

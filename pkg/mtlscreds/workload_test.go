@@ -196,7 +196,7 @@ func TestWorkloadAPISource(t *testing.T) {
 			t.Fatalf("%s: server presented serial %x, want the SVID's %x", name, got.SerialNumber, first.Cert.SerialNumber)
 		}
 	}
-	if id := srv.last.Load().Identity; id == nil || !strings.HasPrefix(id.SPIFFEID, "spiffe://") {
+	if id := srv.last.Load().Identity; id == nil || !strings.HasPrefix(id.SPIFFEID(), "spiffe://") {
 		t.Fatalf("server saw caller %v, want a SPIFFE ID", id)
 	}
 

@@ -4,32 +4,31 @@ import (
 	"context"
 	"testing"
 
-	userv1 "github.com/idwire/idwire/gen/user/v1"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/user/usersvc"
 )
 
-// BenchmarkUnaryCall is one GetUser over loopback mTLS through the whole
+// BenchmarkUnaryCall is one Get over loopback mTLS through the whole
 // server chain (otelgrpc, call logging, recovery, authorization) on an open
 // connection: what a call costs end to end with the runtime around it.
 func BenchmarkUnaryCall(b *testing.B) {
-	dir := pki(b, "user", "admin")
-	s := start(b, config(dir, "user"), usersvc.Service(), nil)
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	dir := pki(b, "store", "admin")
+	s := start(b, config(dir, "store"), servertest.StoreService("store"), nil)
+	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	users := userv1.NewUserServiceClient(conn)
+	store := servertestv1.NewStoreServiceClient(conn)
 	ctx := context.Background()
-	created, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"})
-	if err != nil {
+	if _, err := store.Put(ctx, &servertestv1.PutRequest{Key: "a", Value: "A"}); err != nil {
 		b.Fatal(err)
 	}
-	req := &userv1.GetUserRequest{Id: created.GetUser().GetId()}
+	req := &servertestv1.GetRequest{Key: "a"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := users.GetUser(ctx, req); err != nil {
+		if _, err := store.Get(ctx, req); err != nil {
 			b.Fatal(err)
 		}
 	}

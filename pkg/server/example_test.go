@@ -7,9 +7,9 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	userv1 "github.com/idwire/idwire/gen/user/v1"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/user/usersvc"
 )
 
 // A service's main is one line: Main parses the flags (each with its
@@ -17,10 +17,10 @@ import (
 // healthcheck subcommand.
 func ExampleMain() {
 	server.Main(server.Service{
-		Name:          "user",
+		Name:          "store",
 		DefaultListen: ":8441",
 		Register: func(rt *server.Runtime) error {
-			userv1.RegisterUserServiceServer(rt, usersvc.New())
+			servertestv1.RegisterStoreServiceServer(rt, &servertest.Store{})
 			return nil
 		},
 	})
@@ -30,20 +30,20 @@ func ExampleMain() {
 // connection presents this service's certificate, accepts only a server
 // whose certificate names the peer, and carries the trace.
 func ExampleRuntime_Dial() {
-	var userAddr string
+	var storeAddr string
 	svc := server.Service{
 		Name:          "reports",
 		DefaultListen: ":8450",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&userAddr, "user-addr", server.Env("USER_ADDR", "localhost:8441"), "user service (env USER_ADDR)")
+			fs.StringVar(&storeAddr, "store-addr", server.Env("STORE_ADDR", "localhost:8441"), "store service (env STORE_ADDR)")
 		},
 		Register: func(rt *server.Runtime) error {
-			conn, err := rt.Dial(userAddr, "user")
+			conn, err := rt.Dial(storeAddr, "store")
 			if err != nil {
 				return err
 			}
-			users := userv1.NewUserServiceClient(conn)
-			_ = users // handed to the handlers registered here
+			store := servertestv1.NewStoreServiceClient(conn)
+			_ = store // handed to the handlers registered here
 			return nil
 		},
 	}
@@ -57,7 +57,7 @@ func ExampleDial() {
 		CertFile:       ".idwire/admin/tls.crt",
 		KeyFile:        ".idwire/admin/tls.key",
 		CAFile:         ".idwire/admin/ca.crt",
-		ServerIdentity: "user",
+		ServerIdentity: "store",
 	})
 	if err != nil {
 		log.Fatal(err)

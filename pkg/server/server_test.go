@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +19,11 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
-	orderv1 "github.com/idwire/idwire/gen/order/v1"
-	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/logbuf"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/order/ordersvc"
-	"github.com/idwire/idwire/services/payment/paymentsvc"
-	"github.com/idwire/idwire/services/user/usersvc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -81,8 +79,8 @@ func start(t testing.TB, cfg server.Config, svc server.Service, logs io.Writer) 
 }
 
 func TestConfigErrorsNameTheFlag(t *testing.T) {
-	dir := pki(t, "user")
-	good := config(dir, "user")
+	dir := pki(t, "store")
+	good := config(dir, "store")
 	tests := []struct {
 		name   string
 		modify func(*server.Config)
@@ -107,10 +105,10 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 				tt.modify(&cfg)
 			} else {
 				// Take a port, then ask for it again.
-				s := start(t, good, usersvc.Service(), nil)
+				s := start(t, good, servertest.StoreService("store"), nil)
 				cfg.Listen = s.Addr().String()
 			}
-			_, err := server.New(cfg, usersvc.Service(), slog.New(slog.DiscardHandler))
+			_, err := server.New(cfg, servertest.StoreService("store"), slog.New(slog.DiscardHandler))
 			if err == nil {
 				t.Fatal("New succeeded, want an error")
 			}
@@ -143,7 +141,7 @@ func TestRunStartupErrors(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var stderr bytes.Buffer
-			if code := server.Run(context.Background(), tt.args, usersvc.Service(), &stderr); code != tt.code {
+			if code := server.Run(context.Background(), tt.args, servertest.StoreService("store"), &stderr); code != tt.code {
 				t.Errorf("exit %d, want %d; stderr: %s", code, tt.code, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), tt.want) {
@@ -156,18 +154,18 @@ func TestRunStartupErrors(t *testing.T) {
 // TestHealthReflectionMetrics: any authenticated caller may check health and
 // list services; /metrics has the gRPC server metrics.
 func TestHealthReflectionMetrics(t *testing.T) {
-	dir := pki(t, "user", "frontend")
-	cfg := config(dir, "user")
+	dir := pki(t, "store", "frontend")
+	cfg := config(dir, "store")
 	cfg.MetricsListen = "127.0.0.1:0"
-	s := start(t, cfg, usersvc.Service(), nil)
+	s := start(t, cfg, servertest.StoreService("store"), nil)
 	ctx := context.Background()
 
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "user"))
+	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	hr, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "user.v1.UserService"})
+	hr, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "servertest.v1.StoreService"})
 	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health as frontend = %v, %v; want SERVING", hr, err)
 	}
@@ -187,18 +185,18 @@ func TestHealthReflectionMetrics(t *testing.T) {
 	for _, svc := range rr.GetListServicesResponse().GetService() {
 		names = append(names, svc.GetName())
 	}
-	if !strings.Contains(strings.Join(names, ","), "user.v1.UserService") {
-		t.Errorf("reflection lists %v, want user.v1.UserService among them", names)
+	if !strings.Contains(strings.Join(names, ","), "servertest.v1.StoreService") {
+		t.Errorf("reflection lists %v, want servertest.v1.StoreService among them", names)
 	}
-	// frontend may not create users: the policy from the proto is in force.
-	_, err = userv1.NewUserServiceClient(conn).CreateUser(ctx, &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"})
+	// frontend may not put: the policy from the proto is in force.
+	_, err = servertestv1.NewStoreServiceClient(conn).Put(ctx, &servertestv1.PutRequest{Key: "k", Value: "v"})
 	if status.Code(err) != codes.PermissionDenied {
-		t.Errorf("CreateUser as frontend: %v, want PermissionDenied", err)
+		t.Errorf("Put as frontend: %v, want PermissionDenied", err)
 	}
 
 	// grpc-go reports a call's end to the stats handler after it has sent
 	// the status, so the client may ask before the call is counted: poll.
-	wants := []string{"rpc_server_call_duration", `rpc_method="CreateUser"`, "go_goroutines"}
+	wants := []string{"rpc_server_call_duration", `rpc_method="Put"`, "go_goroutines"}
 	var missing []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + s.MetricsAddr().String() + "/metrics")
@@ -223,59 +221,64 @@ func TestHealthReflectionMetrics(t *testing.T) {
 }
 
 func TestHealthcheckSubcommand(t *testing.T) {
-	dir := pki(t, "user")
-	cfg := config(dir, "user")
-	s := start(t, cfg, usersvc.Service(), nil)
+	dir := pki(t, "store")
+	cfg := config(dir, "store")
+	s := start(t, cfg, servertest.StoreService("store"), nil)
 	args := func(listen string) []string {
 		return []string{"healthcheck", "--listen", listen, "--cert", cfg.CertFile, "--key", cfg.KeyFile, "--ca", cfg.CAFile}
 	}
 	var stderr bytes.Buffer
-	if code := server.Run(context.Background(), args(s.Addr().String()), usersvc.Service(), &stderr); code != 0 {
+	if code := server.Run(context.Background(), args(s.Addr().String()), servertest.StoreService("store"), &stderr); code != 0 {
 		t.Fatalf("healthcheck of a serving instance: exit %d: %s", code, stderr.String())
 	}
 	// ":PORT" is checked on loopback, as in a container.
 	_, port, _ := strings.Cut(s.Addr().String(), ":")
-	if code := server.Run(context.Background(), args(":"+port), usersvc.Service(), &stderr); code != 0 {
+	if code := server.Run(context.Background(), args(":"+port), servertest.StoreService("store"), &stderr); code != 0 {
 		t.Fatalf("healthcheck of :%s: exit %d: %s", port, code, stderr.String())
 	}
 	stderr.Reset()
-	if code := server.Run(context.Background(), args("127.0.0.1:1"), usersvc.Service(), &stderr); code != 1 {
+	if code := server.Run(context.Background(), args("127.0.0.1:1"), servertest.StoreService("store"), &stderr); code != 1 {
 		t.Fatalf("healthcheck with nothing listening: exit %d, want 1", code)
 	}
-	if !strings.Contains(stderr.String(), "health check of user at 127.0.0.1:1") {
+	if !strings.Contains(stderr.String(), "health check of store at 127.0.0.1:1") {
 		t.Errorf("stderr %q does not say what failed", stderr.String())
 	}
 }
 
-// TestTraceContextFlows: the order service's calls to user and payment
-// carry its trace, so one trace id shows in all three services' log lines
-// for one CreateOrder.
+// TestTraceContextFlows: the relay's calls to two stores carry its trace,
+// so one trace id shows in all three services' log lines for one Relay.
 func TestTraceContextFlows(t *testing.T) {
-	dir := pki(t, "user", "order", "payment", "frontend", "admin")
-	var userLogs, paymentLogs, orderLogs logbuf.Buffer
-	u := start(t, config(dir, "user"), usersvc.Service(), &userLogs)
-	p := start(t, config(dir, "payment"), paymentsvc.Service(), &paymentLogs)
-	o := start(t, config(dir, "order"), ordersvc.Service(&ordersvc.Peers{UserAddr: u.Addr().String(), PaymentAddr: p.Addr().String()}), &orderLogs)
+	dir := pki(t, "alpha", "beta", "relay", "frontend", "admin")
+	var alphaLogs, betaLogs, relayLogs logbuf.Buffer
+	a := start(t, config(dir, "alpha"), servertest.StoreService("alpha"), &alphaLogs)
+	b := start(t, config(dir, "beta"), servertest.StoreService("beta"), &betaLogs)
+	r := start(t, config(dir, "relay"), servertest.RelayService(
+		servertest.Peer{Addr: a.Addr().String(), Identity: "alpha"},
+		servertest.Peer{Addr: b.Addr().String(), Identity: "beta"},
+	), &relayLogs)
 	ctx := context.Background()
 
-	adminConn, err := server.Dial(u.Addr().String(), clientConfig(dir, "admin", "user"))
-	if err != nil {
-		t.Fatal(err)
+	for name, s := range map[string]*server.Server{"alpha": a, "beta": b} {
+		admin, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		if _, err := servertestv1.NewStoreServiceClient(admin).Put(ctx, &servertestv1.PutRequest{Key: "tea", Value: s.Addr().String()}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer adminConn.Close()
-	cu, err := userv1.NewUserServiceClient(adminConn).CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada@example.com", DisplayName: "Ada"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe, err := server.Dial(o.Addr().String(), clientConfig(dir, "frontend", "order"))
+	fe, err := server.Dial(r.Addr().String(), clientConfig(dir, "frontend", "relay"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fe.Close()
-	if _, err := orderv1.NewOrderServiceClient(fe).CreateOrder(ctx, &orderv1.CreateOrderRequest{
-		UserId: cu.GetUser().GetId(), Description: "Tea", AmountMinor: 350, CurrencyCode: "GBP",
-	}); err != nil {
+	got, err := servertestv1.NewRelayServiceClient(fe).Relay(ctx, &servertestv1.RelayRequest{Key: "tea"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := []string{a.Addr().String(), b.Addr().String()}; !slices.Equal(got.GetValues(), want) {
+		t.Fatalf("Relay = %v, want %v", got.GetValues(), want)
 	}
 
 	traceOf := func(buf *logbuf.Buffer, method, caller string) string {
@@ -292,57 +295,57 @@ func TestTraceContextFlows(t *testing.T) {
 		t.Fatalf("no log line for %s from %s", method, caller)
 		return ""
 	}
-	orderTrace := traceOf(&orderLogs, "CreateOrder", "frontend")
-	if orderTrace == "" {
-		t.Fatal("the CreateOrder log line has no trace_id")
+	relayTrace := traceOf(&relayLogs, "Relay", "frontend")
+	if relayTrace == "" {
+		t.Fatal("the Relay log line has no trace_id")
 	}
-	if got := traceOf(&userLogs, "GetUser", "order"); got != orderTrace {
-		t.Errorf("user's GetUser trace %q, want order's %q", got, orderTrace)
+	if got := traceOf(&alphaLogs, "Get", "relay"); got != relayTrace {
+		t.Errorf("alpha's Get trace %q, want relay's %q", got, relayTrace)
 	}
-	if got := traceOf(&paymentLogs, "Charge", "order"); got != orderTrace {
-		t.Errorf("payment's Charge trace %q, want order's %q", got, orderTrace)
+	if got := traceOf(&betaLogs, "Get", "relay"); got != relayTrace {
+		t.Errorf("beta's Get trace %q, want relay's %q", got, relayTrace)
 	}
 }
 
 // TestReloadServesNewCertificate: after a rotation on disk and Reload, new
 // connections see the new certificate and the old connection still works.
 func TestReloadServesNewCertificate(t *testing.T) {
-	dir := pki(t, "user", "admin")
-	s := start(t, config(dir, "user"), usersvc.Service(), nil)
+	dir := pki(t, "store", "admin")
+	s := start(t, config(dir, "store"), servertest.StoreService("store"), nil)
 	ctx := context.Background()
-	old, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	old, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
-	users := userv1.NewUserServiceClient(old)
-	if _, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"}); err != nil {
+	store := servertestv1.NewStoreServiceClient(old)
+	if _, err := store.Put(ctx, &servertestv1.PutRequest{Key: "a"}); err != nil {
 		t.Fatal(err)
 	}
 
-	store, err := ca.Load(dir)
+	authority, err := ca.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := store.Issue(ca.IssueRequest{Name: "user"})
+	leaf, err := authority.Issue(ca.IssueRequest{Name: "store"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ca.WriteLeaf(filepath.Join(dir, "user"), leaf, store.Bundle); err != nil {
+	if err := ca.WriteLeaf(filepath.Join(dir, "store"), leaf, authority.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "b@example.com", DisplayName: "B"}); err != nil {
+	if _, err := store.Put(ctx, &servertestv1.PutRequest{Key: "b"}); err != nil {
 		t.Errorf("call on the connection opened before the rotation: %v", err)
 	}
-	fresh, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	fresh, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fresh.Close()
-	if _, err := userv1.NewUserServiceClient(fresh).CreateUser(ctx, &userv1.CreateUserRequest{Email: "c@example.com", DisplayName: "C"}); err != nil {
+	if _, err := servertestv1.NewStoreServiceClient(fresh).Put(ctx, &servertestv1.PutRequest{Key: "c"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := servedSerial(t, fresh); got.Cmp(leaf.Cert.SerialNumber) != 0 {
@@ -350,18 +353,18 @@ func TestReloadServesNewCertificate(t *testing.T) {
 	}
 
 	// A broken file is reported and the good credentials stay.
-	if err := os.WriteFile(filepath.Join(dir, "user", ca.CertFile), []byte("garbage"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "store", ca.CertFile), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reload(); err == nil {
 		t.Error("Reload of a garbage certificate succeeded")
 	}
-	again, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	again, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	if _, err := userv1.NewUserServiceClient(again).GetUser(ctx, &userv1.GetUserRequest{Id: "usr_x"}); status.Code(err) != codes.NotFound {
+	if _, err := servertestv1.NewStoreServiceClient(again).Get(ctx, &servertestv1.GetRequest{Key: "x"}); status.Code(err) != codes.NotFound {
 		t.Errorf("call after a failed reload: %v, want NotFound from the handler", err)
 	}
 }
@@ -369,8 +372,8 @@ func TestReloadServesNewCertificate(t *testing.T) {
 // TestReloadReadsThePolicy: Reload (SIGHUP) re-reads the policy overlay too,
 // reporting a bad file and keeping the last good policy.
 func TestReloadReadsThePolicy(t *testing.T) {
-	dir := pki(t, "user", "frontend")
-	cfg := config(dir, "user")
+	dir := pki(t, "store", "frontend")
+	cfg := config(dir, "store")
 	cfg.PolicyFile = filepath.Join(t.TempDir(), "policy.yaml")
 	write := func(content string) {
 		t.Helper()
@@ -379,34 +382,34 @@ func TestReloadReadsThePolicy(t *testing.T) {
 		}
 	}
 	write("rules: {}\n")
-	s := start(t, cfg, usersvc.Service(), nil)
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "user"))
+	s := start(t, cfg, servertest.StoreService("store"), nil)
+	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	users := userv1.NewUserServiceClient(conn)
-	create := func(email string) error {
-		_, err := users.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: email, DisplayName: "F"})
+	store := servertestv1.NewStoreServiceClient(conn)
+	put := func(key string) error {
+		_, err := store.Put(context.Background(), &servertestv1.PutRequest{Key: key})
 		return err
 	}
-	if err := create("a@example.com"); status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("CreateUser as frontend under the proto's rule: %v, want PermissionDenied", err)
+	if err := put("a"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("Put as frontend under the proto's rule: %v, want PermissionDenied", err)
 	}
 
-	write(`rules: {"/user.v1.UserService/CreateUser": {allow: [frontend]}}`)
+	write(`rules: {"/servertest.v1.StoreService/Put": {allow: [frontend]}}`)
 	if err := s.Reload(); err != nil {
 		t.Fatalf("Reload of a good policy: %v", err)
 	}
-	if err := create("b@example.com"); err != nil {
-		t.Errorf("CreateUser as frontend after Reload granted it: %v", err)
+	if err := put("b"); err != nil {
+		t.Errorf("Put as frontend after Reload granted it: %v", err)
 	}
 
-	write(`rules: {"/user.v1.UserService/CreateUser": {allow: [frontend], revoke: [nobody]}}`)
+	write(`rules: {"/servertest.v1.StoreService/Put": {allow: [frontend], revoke: [nobody]}}`)
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), cfg.PolicyFile) {
 		t.Errorf("Reload of a bad policy: %v, want an error naming %s", err, cfg.PolicyFile)
 	}
-	if err := create("c@example.com"); err != nil {
-		t.Errorf("CreateUser as frontend after a rejected policy: %v, want the last good policy", err)
+	if err := put("c"); err != nil {
+		t.Errorf("Put as frontend after a rejected policy: %v, want the last good policy", err)
 	}
 }

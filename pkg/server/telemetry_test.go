@@ -9,9 +9,9 @@ import (
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 
-	userv1 "github.com/idwire/idwire/gen/user/v1"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/user/usersvc"
 )
 
 // collector is an OTLP trace receiver that keeps span names by service.
@@ -56,18 +56,18 @@ func TestOTLPExport(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String())
 	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
 
-	dir := pki(t, "user", "admin")
-	s, err := server.New(config(dir, "user"), usersvc.Service(), nil)
+	dir := pki(t, "store", "admin")
+	s, err := server.New(config(dir, "store"), servertest.StoreService("store"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve() }()
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "user"))
+	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := userv1.NewUserServiceClient(conn).CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "a@example.com", DisplayName: "A"}); err != nil {
+	if _, err := servertestv1.NewStoreServiceClient(conn).Put(context.Background(), &servertestv1.PutRequest{Key: "a"}); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close()
@@ -79,12 +79,12 @@ func TestOTLPExport(t *testing.T) {
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	found := false
-	for _, name := range col.spans["user"] {
-		if name == "user.v1.UserService/CreateUser" {
+	for _, name := range col.spans["store"] {
+		if name == "servertest.v1.StoreService/Put" {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("collector got spans %v, want user.v1.UserService/CreateUser under service.name=user", col.spans)
+		t.Errorf("collector got spans %v, want servertest.v1.StoreService/Put under service.name=store", col.spans)
 	}
 }

@@ -188,8 +188,8 @@ const file_authztest_v1_authztest_proto_rawDesc = "" +
 	"\aBadStar\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong\"\x14\xca\xf3\x18\x10\x12\x0edns:*.internal\x12V\n" +
 	"\aBadKind\x12\x12.authztest.v1.Ping\x1a\x12.authztest.v1.Pong\"#\xca\xf3\x18\x1f\n" +
 	"\x1duri:spiffe://authz.test/order:8\n" +
-	"\x0frequired_header\x12\x0e.authz.v1.Rule\x18\xe8\a \x01(\tR\x0erequiredHeaderB\xaa\x01\n" +
-	"\x10com.authztest.v1B\x0eAuthztestProtoP\x01Z5github.com/idwire/idwire/gen/authztest/v1;authztestv1\xa2\x02\x03AXX\xaa\x02\fAuthztest.V1\xca\x02\fAuthztest\\V1\xe2\x02\x18Authztest\\V1\\GPBMetadata\xea\x02\rAuthztest::V1b\beditionsp\xe8\a"
+	"\x0frequired_header\x12\x0e.authz.v1.Rule\x18\xe8\a \x01(\tR\x0erequiredHeaderB\xb3\x01\n" +
+	"\x10com.authztest.v1B\x0eAuthztestProtoP\x01Z>github.com/idwire/idwire/internal/gen/authztest/v1;authztestv1\xa2\x02\x03AXX\xaa\x02\fAuthztest.V1\xca\x02\fAuthztest\\V1\xe2\x02\x18Authztest\\V1\\GPBMetadata\xea\x02\rAuthztest::V1b\beditionsp\xe8\a"
 
 var (
 	file_authztest_v1_authztest_proto_rawDescOnce sync.Once
