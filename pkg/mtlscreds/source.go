@@ -1,14 +1,14 @@
 package mtlscreds
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // Source supplies the certificate, its key and the trust bundles from
@@ -47,41 +47,40 @@ type Material struct {
 	Bundles map[string][]*x509.Certificate
 }
 
-// fileSet turns m into the bytes of the three files it stands for, so that
-// it is parsed and validated by the same code as files, and an update that
-// changes nothing is recognised as unchanged. Bundles are written in trust
-// domain order so that the same material always gives the same bytes.
-func (m *Material) fileSet() (fileSet, error) {
-	var fs fileSet
+// MarshalPEM returns m as the three files it stands for: the chain
+// (tls.crt), the key as PKCS #8 (tls.key) and the roots of every trust
+// domain (ca.crt), in trust domain order so that the same material always
+// gives the same bytes.
+func (m *Material) MarshalPEM() (chain, key, bundles []byte, err error) {
 	if m == nil || len(m.Chain) == 0 {
-		return fs, errors.New("no certificate")
+		return nil, nil, nil, errors.New("no certificate")
 	}
 	if m.Key == nil {
-		return fs, errors.New("no private key")
+		return nil, nil, nil, errors.New("no private key")
 	}
-	var b bytes.Buffer
-	for _, c := range m.Chain {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	if key, err = pemfile.EncodeKey(m.Key); err != nil {
+		return nil, nil, nil, fmt.Errorf("private key: %w", err)
 	}
-	fs.cert = bytes.Clone(b.Bytes())
-	der, err := x509.MarshalPKCS8PrivateKey(m.Key)
-	if err != nil {
-		return fs, fmt.Errorf("private key: %w", err)
-	}
-	fs.key = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	b.Reset()
 	tds := make([]string, 0, len(m.Bundles))
 	for td := range m.Bundles {
 		tds = append(tds, td)
 	}
 	slices.Sort(tds)
+	var roots []*x509.Certificate
 	for _, td := range tds {
-		for _, c := range m.Bundles[td] {
-			_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-		}
+		roots = append(roots, m.Bundles[td]...)
 	}
-	fs.ca = bytes.Clone(b.Bytes())
-	return fs, nil
+	return pemfile.EncodeCerts(m.Chain...), key, pemfile.EncodeCerts(roots...), nil
+}
+
+// fileSet turns m into the bytes of the files it stands for, so that it is
+// parsed and validated by the same code as files, and an update that
+// changes nothing is recognised as unchanged.
+func (m *Material) fileSet() (fileSet, error) {
+	var fs fileSet
+	var err error
+	fs.cert, fs.key, fs.ca, err = m.MarshalPEM()
+	return fs, err
 }
 
 // readSource is readFiles for credentials from a Source: the material
