@@ -7,12 +7,16 @@
 //
 //	go run ./cmd/demo
 //
-// With --user-addr, --order-addr and --payment-addr it runs the same scenario
-// against services already running (the compose file's demo container does),
-// using the frontend, admin and payment certificates under --certs.
+// With an address flag per service (--user-addr, --order-addr, ...: one for
+// every entry of services/catalog) it runs the same scenario against services
+// already running (the compose file's demo container does), using the
+// certificates under --certs.
 //
-// It prints every call with the outcome expected and the one observed, and
-// exits 1 if any differ.
+// The scenario has two parts: the story of one order through the three
+// examples, and the ACL rows: every method of every service in the catalog,
+// called as every identity with a folder under --certs, compared with the
+// rules in its proto. It prints every call with the outcome expected and the
+// one observed, and exits 1 if any differ.
 package main
 
 import (
@@ -26,34 +30,37 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/order/ordersvc"
-	"github.com/idwire/idwire/services/payment/paymentsvc"
-	"github.com/idwire/idwire/services/user/usersvc"
+	"github.com/idwire/idwire/services/catalog"
 )
 
 func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
-	userAddr, orderAddr, paymentAddr string
-	certs                            string
-	trustDomain                      string
-	timeout                          time.Duration
-	verbose                          bool
+	addrs       map[string]*string // service name → --NAME-addr
+	certs       string
+	trustDomain string
+	timeout     time.Duration
+	verbose     bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o options
-	fs.StringVar(&o.userAddr, "user-addr", server.Env("USER_ADDR", ""), "user service to call (env USER_ADDR); empty: start the services here")
-	fs.StringVar(&o.orderAddr, "order-addr", server.Env("ORDER_ADDR", ""), "order service to call (env ORDER_ADDR)")
-	fs.StringVar(&o.paymentAddr, "payment-addr", server.Env("PAYMENT_ADDR", ""), "payment service to call (env PAYMENT_ADDR)")
-	fs.StringVar(&o.certs, "certs", server.Env("DEMO_CERTS_DIR", ""), "folder holding frontend/, admin/ and payment/ identity folders (env DEMO_CERTS_DIR); required with the address flags")
+	o := options{addrs: map[string]*string{}}
+	var flagNames []string
+	for _, e := range catalog.Entries {
+		env := strings.ToUpper(e.Name) + "_ADDR"
+		o.addrs[e.Name] = fs.String(e.Name+"-addr", server.Env(env, ""), e.Name+" service to call (env "+env+"); none set: start the services here")
+		flagNames = append(flagNames, "--"+e.Name+"-addr")
+	}
+	fs.StringVar(&o.certs, "certs", server.Env("DEMO_CERTS_DIR", ""), "folder holding identity folders (frontend/, admin/, ...) to call as (env DEMO_CERTS_DIR); required with the address flags")
 	fs.StringVar(&o.trustDomain, "trust-domain", "idwire.local", "trust domain of the temporary CA")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "give up after this long")
 	fs.BoolVar(&o.verbose, "v", false, "show the services' JSON logs (embedded mode)")
@@ -66,7 +73,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 
-	remote := o.userAddr != "" || o.orderAddr != "" || o.paymentAddr != ""
+	remote, complete := false, o.certs != ""
+	for _, a := range o.addrs {
+		remote = remote || *a != ""
+		complete = complete && *a != ""
+	}
 	var (
 		t   targets
 		err error
@@ -78,11 +89,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(tmp)
 	if remote {
-		if o.userAddr == "" || o.orderAddr == "" || o.paymentAddr == "" || o.certs == "" {
-			fmt.Fprintln(stderr, "demo: --user-addr, --order-addr, --payment-addr and --certs go together")
+		if !complete {
+			fmt.Fprintf(stderr, "demo: %s and --certs go together\n", strings.Join(flagNames, ", "))
 			return 2
 		}
-		t = targets{user: o.userAddr, order: o.orderAddr, payment: o.paymentAddr, certs: o.certs}
+		t = targets{addrs: map[string]string{}, certs: o.certs}
+		for name, a := range o.addrs {
+			t.addrs[name] = *a
+		}
 	} else {
 		logs := io.Discard
 		if o.verbose {
@@ -95,7 +109,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer stop()
-		fmt.Fprintf(stdout, "CA in %s; user at %s, order at %s, payment at %s\n\n", t.certs, t.user, t.order, t.payment)
+		fmt.Fprintf(stdout, "CA in %s;", t.certs)
+		for i, e := range catalog.Entries {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(stdout, "%s %s at %s", sep, e.Name, t.addrs[e.Name])
+		}
+		fmt.Fprint(stdout, "\n\n")
 	}
 	foreign, err := foreignIdentity(filepath.Join(tmp, "foreign"), filepath.Join(t.certs, "frontend", ca.BundleFile))
 	if err != nil {
@@ -103,6 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	t.foreign = foreign
+	t.trustDomain = o.trustDomain
 	t.logger = slog.New(slog.DiscardHandler)
 	if o.verbose {
 		t.logger = slog.New(slog.NewJSONHandler(stderr, nil))
@@ -114,31 +137,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
-	for _, r := range results {
-		if !r.ok() {
-			fmt.Fprintln(stdout, "\nFAIL: some outcomes differ from what the ACLs say")
-			return 1
-		}
+	rows, err := aclRows(ctx, t)
+	fmt.Fprintln(stdout, "\nEvery method as every identity, against the rules in the protos:")
+	printACLRows(stdout, rows)
+	if err != nil {
+		fmt.Fprintf(stderr, "demo: %v\n", err)
+		return 1
 	}
-	fmt.Fprintf(stdout, "\nPASS: all %d calls came out as the ACLs say\n", len(results))
+	failed := slices.ContainsFunc(results, func(r result) bool { return !r.ok() }) ||
+		slices.ContainsFunc(rows, func(r aclRow) bool { return !r.ok() })
+	if failed {
+		fmt.Fprintln(stdout, "\nFAIL: some outcomes differ from what the ACLs say")
+		return 1
+	}
+	fmt.Fprintf(stdout, "\nPASS: all %d calls and %d methods came out as the ACLs say\n", len(results), len(rows))
 	return 0
 }
 
 // targets is where the scenario calls, and with which certificates.
 type targets struct {
-	user, order, payment string
-	certs                string // folder with frontend/, admin/, payment/
-	foreign              string // identity folder from a CA nobody trusts
-	logger               *slog.Logger
+	addrs       map[string]string // service name → address
+	certs       string            // folder with frontend/, admin/, ...
+	foreign     string            // identity folder from a CA nobody trusts
+	trustDomain string
+	logger      *slog.Logger
 }
 
-// Names the demo CA issues: the three services and the two callers.
-var demoNames = []string{"user", "order", "payment", "frontend", "admin"}
-
-// startEmbedded bootstraps a CA in dir and starts user, payment and order
-// in this process on loopback ports chosen by the kernel.
+// startEmbedded bootstraps a CA in dir and starts every service of the
+// catalog in this process on loopback ports chosen by the kernel.
 func startEmbedded(dir, trustDomain string, logs io.Writer) (targets, func(), error) {
-	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: trustDomain, Names: demoNames}); err != nil {
+	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: trustDomain, Names: catalog.Identities()}); err != nil {
 		return targets{}, nil, err
 	}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
@@ -148,6 +176,7 @@ func startEmbedded(dir, trustDomain string, logs io.Writer) (targets, func(), er
 			CertFile: filepath.Join(dir, name, ca.CertFile),
 			KeyFile:  filepath.Join(dir, name, ca.KeyFile),
 			CAFile:   filepath.Join(dir, name, ca.BundleFile),
+			CallLog:  server.CallLogAll, // -v shows every call
 		}
 	}
 	var running []*server.Server
@@ -158,6 +187,9 @@ func startEmbedded(dir, trustDomain string, logs io.Writer) (targets, func(), er
 			running[i].Shutdown(ctx)
 		}
 	}
+	if err := catalog.Check(catalog.Entries); err != nil {
+		return targets{}, nil, err
+	}
 	start := func(name string, svc server.Service) (net.Addr, error) {
 		s, err := server.New(cfg(name), svc, logger)
 		if err != nil {
@@ -167,22 +199,16 @@ func startEmbedded(dir, trustDomain string, logs io.Writer) (targets, func(), er
 		go s.Serve()
 		return s.Addr(), nil
 	}
-	user, err := start("user", usersvc.Service())
-	if err != nil {
-		stop()
-		return targets{}, nil, err
+	addrs := map[string]string{}
+	for _, e := range catalog.Entries {
+		addr, err := start(e.Name, e.New(addrs))
+		if err != nil {
+			stop()
+			return targets{}, nil, err
+		}
+		addrs[e.Name] = addr.String()
 	}
-	payment, err := start("payment", paymentsvc.Service())
-	if err != nil {
-		stop()
-		return targets{}, nil, err
-	}
-	order, err := start("order", ordersvc.Service(&ordersvc.Peers{UserAddr: user.String(), PaymentAddr: payment.String()}))
-	if err != nil {
-		stop()
-		return targets{}, nil, err
-	}
-	return targets{user: user.String(), order: order.String(), payment: payment.String(), certs: dir}, stop, nil
+	return targets{addrs: addrs, certs: dir}, stop, nil
 }
 
 // foreignIdentity writes a "frontend" certificate from a freshly made CA

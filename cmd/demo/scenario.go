@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -98,16 +99,16 @@ func dialAnonymous(bundle string, t targets) (*caller, error) {
 }
 
 func (c *caller) connect(t targets, conn func(target, peer string) (grpc.ClientConnInterface, error)) (*caller, error) {
-	u, err := conn(t.user, "user")
+	u, err := conn(t.addrs["user"], "user")
 	if err != nil {
 		return nil, err
 	}
-	o, err := conn(t.order, "order")
+	o, err := conn(t.addrs["order"], "order")
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	p, err := conn(t.payment, "payment")
+	p, err := conn(t.addrs["payment"], "payment")
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -120,6 +121,11 @@ func (c *caller) connect(t targets, conn func(target, peer string) (grpc.ClientC
 // allow, and tries every step as callers they do not. It stops early only
 // when a step the rest depends on fails.
 func runScenario(ctx context.Context, t targets) ([]result, error) {
+	for _, name := range []string{"user", "order", "payment"} {
+		if t.addrs[name] == "" {
+			return nil, nil // the story needs the three examples; the ACL rows still run
+		}
+	}
 	bundle := filepath.Join(t.certs, "frontend", ca.BundleFile)
 	var callers []*caller
 	dial := func(name string) (*caller, error) {
@@ -168,8 +174,10 @@ func runScenario(ctx context.Context, t targets) ([]result, error) {
 		return got == want
 	}
 
-	// A user, created by the admin.
-	cu, err := admin.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada@example.com", DisplayName: "Ada Lovelace"})
+	// A user, created by the admin, with an address of this run's own, so
+	// the demo can run again against services that keep their users (the
+	// compose test does, after the first certificates expired).
+	cu, err := admin.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada-" + strings.ToLower(rand.Text()[:8]) + "@example.com", DisplayName: "Ada Lovelace"})
 	if !check(admin, "UserService/CreateUser", codes.OK, err, "user "+cu.GetUser().GetId()) {
 		return results, errors.New("cannot go on without a user")
 	}

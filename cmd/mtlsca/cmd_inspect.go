@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/pemfile"
@@ -101,10 +103,13 @@ func printInfo(w io.Writer, i certInfo) {
 	if i.IsCA {
 		role = "CA"
 	}
-	fmt.Fprintf(w, "%s, certificate %d (%s)\n", i.File, i.Index+1, role)
+	fmt.Fprintf(w, "%s, certificate %d (%s)\n", printable(i.File), i.Index+1, role)
+	// Every name in a certificate is chosen by whoever made it: printed
+	// raw, an escape sequence in a CN or a SAN would drive the terminal
+	// (retitle it, clear it, hide text). JSON escapes them itself.
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(w, "  %-12s %s\n", k+":", v)
+			fmt.Fprintf(w, "  %-12s %s\n", k+":", printable(v))
 		}
 	}
 	row("Subject", i.Subject)
@@ -156,4 +161,28 @@ func extKeyUsages(ekus []x509.ExtKeyUsage) []string {
 		}
 	}
 	return out
+}
+
+// printable escapes what a terminal would act on rather than show: control
+// characters, invisible format characters (bidirectional overrides, zero
+// widths) and bytes that are not UTF-8, as Go escapes (\x1b, \u202e).
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unicode.IsPrint(r):
+			b.WriteString(s[i : i+size])
+		case r < utf8.RuneSelf:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		}
+		i += size
+	}
+	return b.String()
 }

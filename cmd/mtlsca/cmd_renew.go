@@ -267,18 +267,25 @@ func refreshCRL(s *ca.Store, f renewFlags, names []string, now time.Time) (crlRe
 	return r, nil
 }
 
-// readCRL returns the CRL at path when it parses and is signed by the CA's
-// intermediate, else nil.
+// readCRL returns the CRL at path that the CA's intermediate signed when
+// the file parses, else nil. After a root roll the file also holds a CRL
+// from each retired intermediate still trusted (ca.Store.CRL), written
+// with it.
 func readCRL(s *ca.Store, path string) ([]byte, *x509.RevocationList) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil
 	}
 	lists, err := pemfile.ParseCRLs(data)
-	if err != nil || len(lists) != 1 || lists[0].CheckSignatureFrom(s.Authority.Intermediate) != nil {
+	if err != nil {
 		return nil, nil
 	}
-	return data, lists[0]
+	for _, l := range lists {
+		if l.CheckSignatureFrom(s.Authority.Intermediate) == nil {
+			return data, l
+		}
+	}
+	return nil, nil
 }
 
 // crlDue is when a CRL is rewritten: fraction of the way from its

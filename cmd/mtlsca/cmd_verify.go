@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/identity"
+	"github.com/idwire/idwire/pkg/mtlscreds"
 )
 
 // check is one verdict of verify.
@@ -20,6 +17,7 @@ type check struct {
 	name string
 	err  error
 	ok   string
+	info bool // printed, never a failure
 }
 
 func runVerify(e *env, c *command, args []string) int {
@@ -59,185 +57,93 @@ func runVerify(e *env, c *command, args []string) int {
 		fmt.Fprintf(e.stderr, "mtlsca verify: %v\n", err)
 		return exitUsage
 	}
-	var crl *x509.RevocationList
+	// nil means no revocation check; every list of the file counts, as in
+	// a service's CRLFile.
+	var crls []*x509.RevocationList
 	if crlPath != "" {
-		var lists []*x509.RevocationList
 		data, err := os.ReadFile(crlPath)
 		if err == nil {
-			lists, err = pemfile.ParseCRLs(data)
+			crls, err = pemfile.ParseCRLs(data)
+		}
+		for i, l := range crls {
+			if err == nil {
+				if err = mtlscreds.CheckCRL(l); err != nil {
+					err = fmt.Errorf("CRL %d from %q %w", i+1, l.Issuer, err)
+				}
+			}
 		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca verify: --crl %s: %v\n", crlPath, err)
 			return exitUsage
 		}
-		// A CRL file may hold several issuers' lists: check against the
-		// leaf issuer's, or the first when none names it.
-		crl = lists[0]
-		for _, l := range lists {
-			if bytes.Equal(l.RawIssuer, certs[0].RawIssuer) {
-				crl = l
-				break
-			}
-		}
 	}
-	checks := verifyChecks(certs, roots, crl, ekus, dns, spiffeID, e.now())
-	failed := 0
+	checks := verifyChecks(certs, roots, crls, ekus, dns, spiffeID, e.now())
+	failed, counted := 0, 0
 	for _, ch := range checks {
-		if ch.err != nil {
+		if !ch.info {
+			counted++
+		}
+		switch {
+		case ch.err != nil:
 			failed++
 			fmt.Fprintf(e.stdout, "FAIL  %-10s %v\n", ch.name, ch.err)
-		} else {
+		case ch.info:
+			fmt.Fprintf(e.stdout, "      %-10s %s\n", ch.name, ch.ok)
+		default:
 			fmt.Fprintf(e.stdout, "ok    %-10s %s\n", ch.name, ch.ok)
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", file, failed, len(checks))
+		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", file, failed, counted)
 		return exitFailed
 	}
 	fmt.Fprintf(e.stdout, "%s: valid\n", file)
 	return exitOK
 }
 
-// verifyChecks runs every check, each on its own, so that verify says all
-// that is wrong rather than the first thing.
-func verifyChecks(certs, roots []*x509.Certificate, crl *x509.RevocationList, ekus []x509.ExtKeyUsage, dns, spiffeID string, now time.Time) []check {
+// verifyChecks gives the services' verdict on a certificate file: for each
+// usage, the peer check every handshake runs (mtlscreds.VerifyPeer: chain,
+// validity, usages, leaf constraints, identity, revocation), so verify and
+// the services cannot disagree. The --dns and --spiffe-id requirements are
+// checked on the identity the same code parses.
+func verifyChecks(certs, roots []*x509.Certificate, crls []*x509.RevocationList, ekus []x509.ExtKeyUsage, dns, spiffeID string, now time.Time) []check {
 	leaf := certs[0]
 	var out []check
-	add := func(name, ok string, err error) { out = append(out, check{name, err, ok}) }
-
-	// validity, of every certificate in the file
-	var verr error
-	for _, c := range certs {
+	for _, u := range ekus {
+		name, side := "server", "an idwire client"
+		if u == x509.ExtKeyUsageClientAuth {
+			name, side = "client", "an idwire server"
+		}
+		id, err := mtlscreds.VerifyPeer(certs, mtlscreds.PeerOptions{Roots: roots, CRLs: crls, Usage: u, Now: now})
+		if err != nil {
+			out = append(out, check{name: name, err: fmt.Errorf("%s refuses it (%s): %v", side, mtlscreds.RefusalReason(err), err)})
+			continue
+		}
+		ok := "accepted as " + id.String()
+		if crls != nil {
+			ok += ", not revoked"
+		}
+		out = append(out, check{name: name, ok: ok})
+	}
+	if dns != "" || spiffeID != "" {
+		id, err := identity.FromCertificate(leaf)
 		switch {
-		case now.Before(c.NotBefore):
-			verr = fmt.Errorf("%s is not valid before %s (%s from now)", c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), formatDuration(c.NotBefore.Sub(now)))
-		case !now.Before(c.NotAfter):
-			verr = fmt.Errorf("%s expired at %s (%s ago)", c.Subject.CommonName, c.NotAfter.UTC().Format(time.RFC3339), formatDuration(now.Sub(c.NotAfter)))
+		case err != nil:
+		case spiffeID != "" && id.SPIFFEID() != spiffeID:
+			err = fmt.Errorf("SPIFFE ID is %s, want %s", id.SPIFFEID(), spiffeID)
+		case dns != "" && leaf.VerifyHostname(dns) != nil:
+			err = fmt.Errorf("no DNS SAN matches %q (has %s)", dns, strings.Join(leaf.DNSNames, ", "))
 		}
-		if verr != nil {
-			break
-		}
-	}
-	add("validity", fmt.Sprintf("until %s (%s left)", leaf.NotAfter.UTC().Format(time.RFC3339), formatDuration(leaf.NotAfter.Sub(now))), verr)
-
-	// chain: signatures and constraints. When a certificate is outside its
-	// validity, x509 stops there; the signatures are then checked on their
-	// own so that validity is reported once, as its own failure.
-	rootPool, inter := x509.NewCertPool(), x509.NewCertPool()
-	for _, r := range roots {
-		rootPool.AddCert(r)
-	}
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	var chain []*x509.Certificate
-	chains, err := leaf.Verify(x509.VerifyOptions{Roots: rootPool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	var invalid x509.CertificateInvalidError
-	note := ""
-	if err == nil {
-		chain = chains[0]
-	} else if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
-		chain, err = signaturePath(leaf, certs[1:], roots)
-		note = " (signatures only: see validity)"
-	}
-	var issuer *x509.Certificate
-	if err == nil {
-		var names []string
-		for _, c := range chain {
-			names = append(names, c.Subject.CommonName)
-		}
-		if len(chain) > 1 {
-			issuer = chain[1]
-		}
-		add("chain", strings.Join(names, " <- ")+note, nil)
-	} else {
-		add("chain", "", fmt.Errorf("does not chain to a root of the bundle: %v", err))
-	}
-
-	// leaf: an end-entity identity, named once
-	var lerr error
-	id, idErr := identity.FromCertificate(leaf)
-	switch {
-	case leaf.IsCA:
-		lerr = fmt.Errorf("is a CA certificate (CA:TRUE), not a leaf")
-	case idErr != nil:
-		lerr = idErr
-	case id.SPIFFEID() == "":
-		lerr = fmt.Errorf("has no SPIFFE ID (URI SAN)")
-	case spiffeID != "" && id.SPIFFEID() != spiffeID:
-		lerr = fmt.Errorf("SPIFFE ID is %s, want %s", id.SPIFFEID(), spiffeID)
-	case dns != "" && leaf.VerifyHostname(dns) != nil:
-		lerr = fmt.Errorf("no DNS SAN matches %q (has %s)", dns, strings.Join(leaf.DNSNames, ", "))
-	}
-	if id != nil {
-		add("identity", id.String(), lerr)
-	} else {
-		add("identity", "", lerr)
-	}
-
-	// usage
-	var missing []string
-	for _, want := range ekus {
-		if !slices.Contains(leaf.ExtKeyUsage, want) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
-			missing = append(missing, extKeyUsages([]x509.ExtKeyUsage{want})...)
+		if err != nil {
+			out = append(out, check{name: "identity", err: err})
+		} else {
+			out = append(out, check{name: "identity", ok: id.String()})
 		}
 	}
-	var uerr error
-	if len(missing) > 0 {
-		uerr = fmt.Errorf("extended key usage lacks %s (has %s)", strings.Join(missing, ", "), strings.Join(extKeyUsages(leaf.ExtKeyUsage), ", "))
-	} else if leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-		uerr = fmt.Errorf("key usage lacks digitalSignature")
+	left := "expired " + formatDuration(now.Sub(leaf.NotAfter)) + " ago"
+	if now.Before(leaf.NotAfter) {
+		left = formatDuration(leaf.NotAfter.Sub(now)) + " left"
 	}
-	add("usage", strings.Join(extKeyUsages(leaf.ExtKeyUsage), ", "), uerr)
-
-	// revocation
-	if crl != nil {
-		add(checkRevocation(leaf, issuer, crl, now))
-	}
+	out = append(out, check{name: "expires", info: true, ok: fmt.Sprintf("%s (%s)", leaf.NotAfter.UTC().Format(time.RFC3339), left)})
 	return out
-}
-
-func checkRevocation(leaf, issuer *x509.Certificate, crl *x509.RevocationList, now time.Time) (string, string, error) {
-	const name = "revocation"
-	if issuer == nil {
-		return name, "", fmt.Errorf("cannot check the CRL: the issuer is unknown (the chain did not verify)")
-	}
-	if err := crl.CheckSignatureFrom(issuer); err != nil {
-		return name, "", fmt.Errorf("the CRL is not signed by the issuer %q: %v", issuer.Subject.CommonName, err)
-	}
-	if !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate) {
-		return name, "", fmt.Errorf("the CRL is stale: its next update was due %s (%s ago)", crl.NextUpdate.UTC().Format(time.RFC3339), formatDuration(now.Sub(crl.NextUpdate)))
-	}
-	for _, r := range crl.RevokedCertificateEntries {
-		if r.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
-			return name, "", fmt.Errorf("serial %s was revoked at %s", ca.FormatSerial(leaf.SerialNumber), r.RevocationTime.UTC().Format(time.RFC3339))
-		}
-	}
-	return name, fmt.Sprintf("not in the CRL (number %v, next update %s)", crl.Number, crl.NextUpdate.UTC().Format(time.RFC3339)), nil
-}
-
-// signaturePath finds a chain of signatures from leaf to one of roots through
-// intermediates, ignoring validity periods.
-func signaturePath(leaf *x509.Certificate, intermediates, roots []*x509.Certificate) ([]*x509.Certificate, error) {
-	path := []*x509.Certificate{leaf}
-	cur := leaf
-	for range 8 {
-		for _, r := range roots {
-			if cur.CheckSignatureFrom(r) == nil {
-				return append(path, r), nil
-			}
-		}
-		var next *x509.Certificate
-		for _, c := range intermediates {
-			if !c.Equal(cur) && cur.CheckSignatureFrom(c) == nil {
-				next = c
-				break
-			}
-		}
-		if next == nil {
-			return nil, fmt.Errorf("no issuer of %q in the file or the bundle", cur.Subject.CommonName)
-		}
-		path, cur = append(path, next), next
-	}
-	return nil, errors.New("chain too long")
 }

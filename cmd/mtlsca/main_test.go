@@ -317,6 +317,8 @@ func TestVerifySaysWhatFailed(t *testing.T) {
 	serverOnly := odd("serveronly", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} })
 	caLeaf := odd("caleaf", func(c *x509.Certificate) { c.IsCA = true })
 	noSPIFFE := odd("nospiffe", func(c *x509.Certificate) { c.URIs = nil })
+	anyEKU := odd("anyeku", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} })
+	twoURIs := odd("twouris", func(c *x509.Certificate) { c.URIs = append(c.URIs, s.Authority.SPIFFEID("admin")) })
 
 	c.ok("revoke", "order", "--dir", dir)
 	crl := filepath.Join(dir, "crl.pem")
@@ -330,18 +332,24 @@ func TestVerifySaysWhatFailed(t *testing.T) {
 		want string
 	}{
 		{"good", []string{"--ca", bundle, good}, 0, "tls.crt: valid"},
+		{"good, both sides", []string{"--ca", bundle, good}, 0, "ok    client     accepted as order (spiffe://example.org/order)"},
 		{"flags after the file", []string{good, "--ca", bundle, "--spiffe-id", "spiffe://example.org/order", "--dns", "order"}, 0, "ok    identity   order (spiffe://example.org/order)"},
-		{"other CA", []string{"--ca", filepath.Join(other, "ca.crt"), good}, 1, "FAIL  chain      does not chain to a root of the bundle"},
-		{"expired", []string{"--ca", bundle, expired}, 1, "FAIL  validity   expired expired at"},
-		{"not yet valid", []string{"--ca", bundle, future}, 1, "FAIL  validity   future is not valid before"},
-		{"no clientAuth", []string{"--ca", bundle, serverOnly}, 1, "FAIL  usage      extended key usage lacks clientAuth"},
+		{"other CA", []string{"--ca", filepath.Join(other, "ca.crt"), good}, 1, "FAIL  server     an idwire client refuses it (unknown_authority)"},
+		{"expired", []string{"--ca", bundle, expired}, 1, "FAIL  client     an idwire server refuses it (expired)"},
+		{"not yet valid", []string{"--ca", bundle, future}, 1, "(not_yet_valid)"},
+		{"no clientAuth", []string{"--ca", bundle, serverOnly}, 1, "FAIL  client     an idwire server refuses it (ext_key_usage)"},
 		{"server usage only", []string{"--ca", bundle, "--usage", "server", serverOnly}, 0, "valid"},
-		{"CA leaf", []string{"--ca", bundle, caLeaf}, 1, "FAIL  identity   is a CA certificate"},
-		{"no SPIFFE ID", []string{"--ca", bundle, noSPIFFE}, 1, "FAIL  identity   has no SPIFFE ID"},
+		// Go's verifier takes anyExtendedKeyUsage for every usage; the
+		// services do not, and verify says what they say.
+		{"anyExtendedKeyUsage", []string{"--ca", bundle, anyEKU}, 1, "FAIL  server     an idwire client refuses it (ext_key_usage)"},
+		{"CA leaf", []string{"--ca", bundle, caLeaf}, 1, "(leaf_is_ca)"},
+		{"two URI SANs", []string{"--ca", bundle, twoURIs}, 1, "(bad_identity)"},
+		// The services take a CN and DNS name without a SPIFFE ID.
+		{"no SPIFFE ID", []string{"--ca", bundle, noSPIFFE}, 0, "ok    client     accepted as nospiffe"},
 		{"wrong SPIFFE ID", []string{"--ca", bundle, "--spiffe-id", "spiffe://example.org/payment", good}, 1, "SPIFFE ID is spiffe://example.org/order, want spiffe://example.org/payment"},
 		{"wrong DNS", []string{"--ca", bundle, "--dns", "payment", good}, 1, `no DNS SAN matches "payment"`},
-		{"revoked", []string{"--ca", bundle, "--crl", crl, good}, 1, "FAIL  revocation serial"},
-		{"not revoked", []string{"--ca", bundle, "--crl", crl, expired}, 1, "ok    revocation not in the CRL"},
+		{"revoked", []string{"--ca", bundle, "--crl", crl, good}, 1, "FAIL  client     an idwire server refuses it (revoked)"},
+		{"not revoked", []string{"--ca", bundle, "--crl", crl, readyLeaf(t, c, dir, "user")}, 0, "ok    server     accepted as user (spiffe://example.org/user), not revoked"},
 		{"unreadable CRL", []string{"--ca", bundle, "--crl", bundle, good}, 2, "--crl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -353,14 +361,14 @@ func TestVerifySaysWhatFailed(t *testing.T) {
 	}
 	// A day later the 5-minute CRL is stale.
 	code, out, _ := cli{t: t, now: time.Now().Add(time.Hour)}.run("verify", "--ca", bundle, "--crl", stale, good)
-	if code != 1 || !strings.Contains(out, "FAIL  revocation the CRL is stale") {
+	if code != 1 || !strings.Contains(out, "(revocation_unknown)") || !strings.Contains(out, "is stale") {
 		t.Errorf("stale CRL: exit %d\n%s", code, out)
 	}
 	// A CRL signed by another CA is refused.
 	otherCRL := filepath.Join(t.TempDir(), "other.pem")
 	c.ok("crl", "--dir", other, "--out", otherCRL)
 	code, out, _ = c.run("verify", "--ca", bundle, "--crl", otherCRL, readyLeaf(t, c, dir, "payment"))
-	if code != 1 || !strings.Contains(out, "the CRL is not signed by the issuer") {
+	if code != 1 || !strings.Contains(out, "no CRL in the CRL file is signed by its issuer") {
 		t.Errorf("CRL of another CA: exit %d\n%s", code, out)
 	}
 }
@@ -574,4 +582,73 @@ func TestBundleRotationCLI(t *testing.T) {
 	// The rolled CA verifies what it issues, with the pruned bundle.
 	later.ok("bootstrap", "--dir", dir, "--services", "order")
 	later.ok("verify", "--ca", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "order", "tls.crt"))
+}
+
+// TestInspectEscapesNames: the names in a certificate are the issuer's
+// choice, and inspect prints them to a terminal. Escape sequences (ESC,
+// BEL), invisible format characters (a right-to-left override) and bytes
+// that are not UTF-8 come out escaped, never raw; JSON escapes its own.
+func TestInspectEscapesNames(t *testing.T) {
+	dir := t.TempDir()
+	c := cli{t: t}
+	c.ok("init", "--dir", dir, "--trust-domain", "example.org")
+	s, err := ca.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := s.Authority.Sign(&x509.Certificate{
+		Subject:   pkix.Name{CommonName: "\x1b]0;owned\x07\x1b[2Jadmin\u202enimda"},
+		DNSNames:  []string{"evil\x1b[31m.example"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+	}, key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "evil.crt")
+	if err := os.WriteFile(file, pemfile.EncodeCerts(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := c.ok("inspect", file)
+	if strings.ContainsAny(text, "\x1b\x07\u202e") {
+		t.Fatalf("inspect printed control characters raw: %q", text)
+	}
+	for _, want := range []string{
+		`Subject:     CN=\x1b]0\;owned\x07\x1b[2Jadmin\u202enimda`,
+		`DNS names:   evil\x1b[31m.example`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("inspect output lacks %s:\n%s", want, text)
+		}
+	}
+	out := c.ok("inspect", "--json", file)
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Fatalf("inspect --json printed control characters raw: %q", out)
+	}
+	var infos []certInfo
+	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 || infos[0].Subject != cert.Subject.String() {
+		t.Fatalf("inspect --json does not round-trip the subject: %v %+v", err, infos)
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"order":             "order",
+		"CN=café, O=idwire": "CN=café, O=idwire",
+		"a\x1b[2Jb":         `a\x1b[2Jb`,
+		"tab\there":         `tab\x09here`,
+		"rlo\u202eolr":      `rlo\u202eolr`,
+		"zw\u200bsp":        `zw\u200bsp`,
+		"bad\xffutf8":       `bad\xffutf8`,
+		"tag\U000E0041":     `tag\U000e0041`,
+		"del\x7f":           `del\x7f`,
+		"c1\u009bcsi":       `c1\u009bcsi`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %s, want %s", in, got, want)
+		}
+	}
 }

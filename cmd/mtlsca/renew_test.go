@@ -142,3 +142,32 @@ func TestRenewCRL(t *testing.T) {
 		t.Errorf("--crl-next-update 1m: exit %d, %s", code, errs)
 	}
 }
+
+// TestRenewCRLAfterRoll: after a root roll crl.pem holds the current
+// intermediate's CRL and the retired one's; renew --crl reads it as
+// current instead of failing on a file of two CRLs.
+func TestRenewCRLAfterRoll(t *testing.T) {
+	base := t.TempDir()
+	dir, next := filepath.Join(base, "ca"), filepath.Join(base, "next")
+	c := cli{t: t}
+	c.ok("bootstrap", "--dir", dir, "--trust-domain", "example.org", "--services", "order")
+	c.ok("init", "--dir", next, "--trust-domain", "example.org")
+	c.ok("bundle", "add", "--dir", dir, filepath.Join(next, "ca.crt"))
+	c.ok("bundle", "roll", "--dir", dir, "--from", next)
+	c.ok("crl", "--dir", dir)
+	data, err := os.ReadFile(filepath.Join(dir, "crl.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lists, err := pemfile.ParseCRLs(data); err != nil || len(lists) != 2 {
+		t.Fatalf("crl.pem after a roll: %d CRLs, %v; want 2", len(lists), err)
+	}
+	out := c.ok("renew", "order", "--dir", dir, "--crl")
+	if !strings.Contains(out, "CRL current") {
+		t.Errorf("renew --crl rewrote a current CRL of two lists:\n%s", out)
+	}
+	copied, err := os.ReadFile(filepath.Join(dir, "order", "crl.pem"))
+	if err != nil || string(copied) != string(data) {
+		t.Errorf("order/crl.pem is not crl.pem: %v", err)
+	}
+}

@@ -42,7 +42,7 @@ func init() {
 		{"revoke", "(NAME | --serial HEX) --dir DIR [--reason R]", "revoke a certificate and rewrite DIR/crl.pem", runRevoke},
 		{"crl", "--dir DIR [--out FILE] [--next-update 24h]", "write a signed CRL of the revoked certificates", runCRL},
 		{"inspect", "FILE [--json]", "show what a certificate says and how long it has left", runInspect},
-		{"verify", "--ca BUNDLE [--crl FILE] FILE", "check chain, usages, validity and revocation of a certificate", runVerify},
+		{"verify", "--ca BUNDLE [--crl FILE] FILE", "check a certificate as the services do: chain, validity, usages, identity, revocation", runVerify},
 		{"expiry", "[--warn 14d] FILE...", "exit 0 if all are fine, 1 if one expires within the window, 2 if one expired", runExpiry},
 		{"bootstrap", "--dir DIR --trust-domain TD --services a,b,c", "create the CA if missing and issue or renew every service (idempotent)", runBootstrap},
 		{"bundle", "add|prune|roll|list --dir DIR ...", "rotate the trust bundle: overlap, roll, prune", runBundle},

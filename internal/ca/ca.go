@@ -129,6 +129,11 @@ type Options struct {
 	RootTTL, IntermediateTTL time.Duration
 	// Now is the issuing time; zero means time.Now().
 	Now time.Time
+	// PermittedDNSDomains, when set, confines the intermediate with
+	// critical name constraints to DNS names under these domains (and URI
+	// SANs to this trust domain): a CA for one team or tenant. Verifiers
+	// apply them to SANs; pkg/mtlscreds applies them to common names too.
+	PermittedDNSDomains []string
 }
 
 // New creates a root CA and an intermediate issuing CA signed by it.
@@ -181,6 +186,16 @@ func New(opts Options) (*Authority, error) {
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
 		URIs:                  []*url.URL{spiffeTD},
+	}
+	if len(opts.PermittedDNSDomains) > 0 {
+		for _, d := range opts.PermittedDNSDomains {
+			if err := validateDNS(d); err != nil {
+				return nil, fmt.Errorf("permitted DNS domain %q: %v", d, err)
+			}
+		}
+		intTmpl.PermittedDNSDomainsCritical = true
+		intTmpl.PermittedDNSDomains = opts.PermittedDNSDomains
+		intTmpl.PermittedURIDomains = []string{opts.TrustDomain}
 	}
 	inter, err := sign(intTmpl, intKey.Public(), root, rootKey)
 	if err != nil {

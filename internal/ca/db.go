@@ -8,10 +8,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/idwire/idwire/internal/pemfile"
 )
 
 // IssuedEntry records one certificate Store.Issue made, so that a name can be
@@ -229,10 +233,39 @@ func (s *Store) addRevoked(entries []RevokedEntry) error {
 // default leaf, so that a relying party never trusts a stale list for long.
 const DefaultCRLValidity = 24 * time.Hour
 
-// CRL returns a PEM "X509 CRL" signed by the intermediate, listing every
-// revoked certificate that has not expired, valid for validity (zero means
-// DefaultCRLValidity). Each call takes the next CRL number.
+// CRL returns PEM "X509 CRL"s listing every revoked certificate that has
+// not expired, valid for validity (zero means DefaultCRLValidity): one
+// signed by the intermediate, then one by each retired intermediate whose
+// root is still in the bundle (see retiredIssuers). Each call takes the
+// next CRL number, which every list of the call carries.
 func (s *Store) CRL(now time.Time, validity time.Duration) ([]byte, error) {
+	var out []byte
+	err := s.locked(func() (err error) {
+		out, err = s.crl(now, validity)
+		return err
+	})
+	return out, err
+}
+
+// WriteCRL writes fresh CRLs to path (DIR/crl.pem when empty). The file is
+// written under the lock that numbers them: two writers outside it could
+// rename in the wrong order and leave the file with the lower number, which
+// relying parties (mtlscreds) refuse to go back to.
+func (s *Store) WriteCRL(path string, now time.Time, validity time.Duration) error {
+	if path == "" {
+		path = s.Path(CRLFile)
+	}
+	return s.locked(func() error {
+		crl, err := s.crl(now, validity)
+		if err != nil {
+			return err
+		}
+		return WriteFile(path, crl, 0o644)
+	})
+}
+
+// crl is CRL for a caller holding the lock.
+func (s *Store) crl(now time.Time, validity time.Duration) ([]byte, error) {
 	if validity == 0 {
 		validity = DefaultCRLValidity
 	}
@@ -240,55 +273,92 @@ func (s *Store) CRL(now time.Time, validity time.Duration) ([]byte, error) {
 		return nil, errors.New("CRL validity must be positive")
 	}
 	now = nowOr(now)
-	var out []byte
-	err := s.locked(func() error {
-		var db revokedDB
-		if err := readJSON(s.Path(RevokedFile), &db, false); err != nil {
-			return err
+	var db revokedDB
+	if err := readJSON(s.Path(RevokedFile), &db, false); err != nil {
+		return nil, err
+	}
+	retired, err := s.retiredIssuers(now)
+	if err != nil {
+		return nil, err
+	}
+	db.CRLNumber++
+	tmpl := &x509.RevocationList{
+		Number:     big.NewInt(db.CRLNumber),
+		ThisUpdate: now.Add(-Backdate),
+		NextUpdate: now.Add(validity),
+	}
+	kept := db.Revoked[:0]
+	for _, e := range db.Revoked {
+		if !e.NotAfter.IsZero() && !e.NotAfter.After(now) {
+			continue // expired: may leave the CRL and the database
 		}
-		db.CRLNumber++
-		tmpl := &x509.RevocationList{
-			Number:     big.NewInt(db.CRLNumber),
-			ThisUpdate: now.Add(-Backdate),
-			NextUpdate: now.Add(validity),
-		}
-		kept := db.Revoked[:0]
-		for _, e := range db.Revoked {
-			if !e.NotAfter.IsZero() && !e.NotAfter.After(now) {
-				continue // expired: may leave the CRL and the database
-			}
-			kept = append(kept, e)
-			serial, err := ParseSerial(e.Serial)
-			if err != nil {
-				return fmt.Errorf("%s: %v", s.Path(RevokedFile), err)
-			}
-			tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-				SerialNumber:   serial,
-				RevocationTime: e.RevokedAt,
-				ReasonCode:     reasonCodes[e.Reason],
-			})
-		}
-		db.Revoked = kept
-		der, err := x509.CreateRevocationList(rand.Reader, tmpl, s.Authority.Intermediate, s.Authority.IntermediateKey)
+		kept = append(kept, e)
+		serial, err := ParseSerial(e.Serial)
 		if err != nil {
-			return fmt.Errorf("sign CRL: %w", err)
+			return nil, fmt.Errorf("%s: %v", s.Path(RevokedFile), err)
 		}
-		out = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
-		return writeJSON(s.Path(RevokedFile), &db)
-	})
-	return out, err
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+			SerialNumber:   serial,
+			RevocationTime: e.RevokedAt,
+			ReasonCode:     reasonCodes[e.Reason],
+		})
+	}
+	db.Revoked = kept
+	// Every list names every revoked serial: serials are random 128-bit
+	// numbers, so another issuer's on a list revokes nothing, and a
+	// serial revoked by --serial need not be in the issuance log.
+	var out []byte
+	for _, a := range append([]*Authority{s.Authority}, retired...) {
+		der, err := x509.CreateRevocationList(rand.Reader, tmpl, a.Intermediate, a.IntermediateKey)
+		if err != nil {
+			return nil, fmt.Errorf("sign CRL with %q: %w", a.Intermediate.Subject, err)
+		}
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
+	}
+	return out, writeJSON(s.Path(RevokedFile), &db)
 }
 
-// WriteCRL writes a fresh CRL to path (DIR/crl.pem when empty).
-func (s *Store) WriteCRL(path string, now time.Time, validity time.Duration) error {
-	if path == "" {
-		path = s.Path(CRLFile)
-	}
-	crl, err := s.CRL(now, validity)
+// retiredIssuers are the intermediates that root rolls retired whose root
+// is still in the bundle and that have not expired: their certificates
+// still verify, so a relying party that checks revocation needs a current
+// CRL from each (docs/mtlscreds.md), and Roll keeps their keys in
+// DIR/retired/N/ for it. One whose key was removed is skipped: its
+// certificates are refused as of undecidable revocation until the root is
+// pruned.
+func (s *Store) retiredIssuers(now time.Time) ([]*Authority, error) {
+	bundle, err := pemfile.ReadCerts(s.Path(BundleFile))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return WriteFile(path, crl, 0o644)
+	certs, err := filepath.Glob(filepath.Join(s.Path(RetiredDir), "*", filepath.FromSlash(IntermediateCert)))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Authority
+	for _, certPath := range certs {
+		dir := filepath.Dir(filepath.Dir(certPath))
+		root, err := readCert(filepath.Join(dir, filepath.FromSlash(RootCertFile)))
+		if err != nil {
+			return nil, err
+		}
+		inter, err := readCert(certPath)
+		if err != nil {
+			return nil, err
+		}
+		if !containsCert(bundle, root) || !now.Before(inter.NotAfter) {
+			continue
+		}
+		keyPath := filepath.Join(dir, filepath.FromSlash(IntermediateKey))
+		if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		key, err := readKey(keyPath, inter, certPath)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &Authority{TrustDomain: s.Config.TrustDomain, Root: root, Intermediate: inter, IntermediateKey: key})
+	}
+	return out, nil
 }
 
 // locked runs f holding an exclusive lock on the CA directory, so that two

@@ -75,6 +75,10 @@ type callCase struct {
 	// authz); with grpc-go's TLS credentials it gets a connection without
 	// an identity, which authz treats as no certificate.
 	ambiguous bool
+	// foreignTD marks a SPIFFE ID of another trust domain than the root it
+	// chains to: pkg/mtlscreds refuses it at the handshake (trust_domain)
+	// like an ambiguous one; with grpc-go's TLS credentials authz denies it.
+	foreignTD bool
 }
 
 func TestAuthorizeOverRealHandshakes(t *testing.T) {
@@ -104,7 +108,7 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 		{method: "ByPrefix", client: "team-b", want: codes.OK},
 		{method: "ByPrefix", client: "team-c", want: codes.OK},
 		{method: "ByPrefix", client: "team-a-nodot", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
-		{method: "ByPrefix", client: "team-b-other-td", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
+		{method: "ByPrefix", client: "team-b-other-td", want: codes.PermissionDenied, source: "proto:method", reason: "no allow", foreignTD: true},
 		{method: "ByPrefix", client: "order", want: codes.PermissionDenied, source: "proto:method", reason: "no allow"},
 		// The service default covers methods without a rule, and only them.
 		{method: "Default", client: "admin", want: codes.OK},
@@ -136,6 +140,12 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 		{method: "BySPIFFE", client: "several-uris", want: codes.Unauthenticated, source: "proto:method", reason: "URI SANs", ambiguous: true},
 		{method: "Watch", client: "several-uris", want: codes.Unauthenticated, source: "proto:method", reason: "URI SANs", ambiguous: true},
 		{method: "Public", client: "several-cns", want: codes.OK, ambiguous: true},
+		// A SPIFFE ID is read as the certificate writes it, and must be
+		// canonical; a certificate with more SANs than identity.MaxSANs
+		// names nobody. Neither ever reaches a rule.
+		{method: "BySPIFFE", client: "spiffe-upper-scheme", want: codes.Unauthenticated, source: "proto:method", reason: "must start with spiffe://", ambiguous: true},
+		{method: "BySPIFFE", client: "spiffe-empty-fragment", want: codes.Unauthenticated, source: "proto:method", reason: "SPIFFE ID path may hold only", ambiguous: true},
+		{method: "ByDNS", client: "thousands-of-dns-names", want: codes.Unauthenticated, source: "proto:method", reason: "5001 subject alternative names", ambiguous: true},
 	}
 	for _, kind := range []credsKind{mtlsCreds, plainTLSInfo} {
 		t.Run(kind.String(), func(t *testing.T) {
@@ -161,9 +171,9 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 					}
 					caller := callerName(t, tc.client)
 					pong, err := call(t, cc, tc)
-					if tc.ambiguous && kind == mtlsCreds {
+					if (tc.ambiguous || tc.foreignTD) && kind == mtlsCreds {
 						if status.Code(err) != codes.Unavailable {
-							t.Fatalf("%s with an ambiguous certificate over mtlscreds: %v, want the handshake refused (Unavailable)", tc.method, err)
+							t.Fatalf("%s as %s over mtlscreds: %v, want the handshake refused (Unavailable)", tc.method, tc.client, err)
 						}
 						if recs := logs.take(); len(recs) != 0 {
 							t.Errorf("authz logged a call that never reached it:\n%s", lines(recs))

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -86,6 +87,9 @@ type certSpec struct {
 	cns  []string // several for an ambiguous subject
 	uris []string
 	dns  []string
+	// rawURIs are written into the SAN extension as they are, where uris
+	// go through net/url, which tidies "SPIFFE://" into "spiffe://".
+	rawURIs []string
 }
 
 // client returns the named client certificate, making it on first use.
@@ -123,6 +127,21 @@ func (p *pki) client(t testing.TB, name string) tls.Certificate {
 			}
 			tmpl.URIs = append(tmpl.URIs, pu)
 		}
+		if spec.rawURIs != nil {
+			// Replaces the SAN extension x509 would write.
+			var names []asn1.RawValue
+			for _, d := range spec.dns {
+				names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte(d)})
+			}
+			for _, u := range spec.rawURIs {
+				names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(u)})
+			}
+			der, err := asn1.Marshal(names)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: der}}
+		}
 		cert, err := p.ca.Sign(tmpl, key.Public())
 		if err != nil {
 			t.Fatalf("sign %s: %v", name, err)
@@ -157,6 +176,19 @@ var oddCerts = map[string]certSpec{
 	"dns-only-nameless": {dns: []string{"nobody.internal"}},
 	"several-cns":       {cns: []string{"order", "admin"}},
 	"several-uris":      {cns: []string{"x"}, uris: []string{"spiffe://authz.test/order", "spiffe://authz.test/admin"}},
+	// Non-canonical SPIFFE IDs that net/url would tidy into the real one.
+	"spiffe-upper-scheme":    {cns: []string{"x"}, rawURIs: []string{"SPIFFE://authz.test/order"}},
+	"spiffe-empty-fragment":  {cns: []string{"x"}, rawURIs: []string{"spiffe://authz.test/order#"}},
+	"thousands-of-dns-names": {cns: []string{"x"}, dns: thousandsOfNames()},
+}
+
+// thousandsOfNames are DNS SANs that never match, and one that would.
+func thousandsOfNames() []string {
+	names := make([]string, 5000)
+	for i := range names {
+		names[i] = fmt.Sprintf("junk-%d.internal", i)
+	}
+	return append(names, "order.internal")
 }
 
 // credsKind says how the test server's credentials present the peer.

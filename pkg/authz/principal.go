@@ -256,13 +256,10 @@ func (m *matcher) match(id *identity.Identity) *entry {
 	if len(m.dns) == 0 && len(m.dnsPrefix) == 0 {
 		return nil
 	}
+	// DNS names compare without case: principals are stored lower case,
+	// and identity lower-cases a certificate's names once, at the
+	// handshake, and caps how many there are.
 	for name := range id.AllDNSNames() {
-		// DNS names compare without case, and principals are stored lower
-		// case; a certificate's names almost always are too, so only the
-		// rare upper-case SAN pays for a lower-cased copy.
-		if hasUpper(name) {
-			name = strings.ToLower(name)
-		}
 		if e := m.dns[name]; e != nil {
 			return e
 		}
@@ -280,13 +277,4 @@ func matchPrefix(ps []prefixEntry, name string) *entry {
 		}
 	}
 	return nil
-}
-
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			return true
-		}
-	}
-	return false
 }

@@ -17,8 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -120,11 +123,30 @@ func (id *Identity) describe() string {
 	return id.commonName
 }
 
-var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+var (
+	oidCommonName     = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+)
+
+// Limits on what a certificate may hold to have an identity.
+const (
+	// MaxSANs caps the subject alternative names of all kinds. Every DNS
+	// SAN is compared on a call that a dns: rule refuses, so a certificate
+	// with thousands of them made each such call cost milliseconds. A
+	// workload certificate names itself a handful of times.
+	MaxSANs = 100
+	// MaxSPIFFEIDLength and MaxTrustDomainLength are the SPIFFE ID
+	// specification's limits, in bytes.
+	MaxSPIFFEIDLength    = 2048
+	MaxTrustDomainLength = 255
+)
 
 // FromCertificate parses the identity of a certificate that has already been
 // verified. It fails on a certificate with several common names, several URI
-// SANs, a URI SAN that is not a valid SPIFFE ID, or no name at all.
+// SANs, a URI SAN that is not a valid SPIFFE ID as written in the
+// certificate, more than MaxSANs subject alternative names, or no name at
+// all. DNS names are lower-cased and deduplicated here, once, rather than on
+// every call.
 func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 	if cert == nil {
 		return nil, errors.New("no certificate")
@@ -138,22 +160,106 @@ func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 	if cns > 1 {
 		return nil, fmt.Errorf("certificate %s has %d subject common names; want at most one", serial(cert), cns)
 	}
-	id := &Identity{commonName: cert.Subject.CommonName, dnsNames: slices.Clone(cert.DNSNames), cert: cert}
-	switch len(cert.URIs) {
+	if n := len(cert.DNSNames) + len(cert.URIs) + len(cert.IPAddresses) + len(cert.EmailAddresses); n > MaxSANs {
+		return nil, fmt.Errorf("certificate %s has %d subject alternative names; at most %d are accepted", serial(cert), n, MaxSANs)
+	}
+	uris, err := rawURISANs(cert)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", serial(cert), err)
+	}
+	id := &Identity{commonName: cert.Subject.CommonName, dnsNames: normalizeDNSNames(cert.DNSNames), cert: cert}
+	switch len(uris) {
 	case 0:
 	case 1:
-		if err := ValidateSPIFFEID(cert.URIs[0].String()); err != nil {
+		// The text as the certificate holds it, not cert.URIs[0].String():
+		// net/url lower-cases the scheme and drops an empty fragment, so
+		// "SPIFFE://td/x" and "spiffe://td/x#" would pass as spiffe://td/x.
+		if err := ValidateSPIFFEID(uris[0]); err != nil {
 			return nil, fmt.Errorf("certificate %s: URI SAN: %w", serial(cert), err)
 		}
-		id.spiffeID = cert.URIs[0].String()
+		id.spiffeID = uris[0]
 	default:
-		return nil, fmt.Errorf("certificate %s has %d URI SANs; want at most one", serial(cert), len(cert.URIs))
+		return nil, fmt.Errorf("certificate %s has %d URI SANs; want at most one", serial(cert), len(uris))
 	}
 	if id.commonName == "" && id.spiffeID == "" && len(id.dnsNames) == 0 {
 		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
 	}
 	id.name = id.describe()
 	return id, nil
+}
+
+// rawURISANs returns the URI SANs of cert as written in its subject
+// alternative name extension. crypto/x509 keeps only the parsed URLs.
+func rawURISANs(cert *x509.Certificate) ([]string, error) {
+	var uris []string
+	n := 0
+	for _, ext := range cert.Extensions {
+		if !ext.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var err error
+		uris, n, err = parseSANs(ext.Value)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if n > MaxSANs {
+		return nil, fmt.Errorf("%d subject alternative names; at most %d are accepted", n, MaxSANs)
+	}
+	// The text must be what crypto/x509 parsed (a certificate built in
+	// memory rather than parsed has no extension to read).
+	if len(uris) != len(cert.URIs) {
+		return nil, fmt.Errorf("its %d parsed URI SANs do not match the %d in its SAN extension", len(cert.URIs), len(uris))
+	}
+	for i, u := range uris {
+		if pu, err := url.Parse(u); err != nil || pu.String() != cert.URIs[i].String() {
+			return nil, fmt.Errorf("its parsed URI SAN %s does not match %s in its SAN extension", clip(cert.URIs[i].String()), clip(u))
+		}
+	}
+	return uris, nil
+}
+
+// parseSANs reads a SubjectAltName extension (RFC 5280 4.2.1.6: a SEQUENCE
+// OF GeneralName), returning its URIs and how many names of any kind it
+// holds. It stops counting past MaxSANs.
+func parseSANs(der []byte) (uris []string, n int, err error) {
+	var seq asn1.RawValue
+	rest, err := asn1.Unmarshal(der, &seq)
+	if err != nil || len(rest) != 0 || seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+		return nil, 0, errors.New("malformed subject alternative name extension")
+	}
+	const uriTag = 6 // uniformResourceIdentifier [6] IA5String
+	for rest = seq.Bytes; len(rest) > 0; {
+		var v asn1.RawValue
+		if rest, err = asn1.Unmarshal(rest, &v); err != nil {
+			return nil, 0, errors.New("malformed subject alternative name extension")
+		}
+		if n++; n > MaxSANs {
+			return nil, n, nil
+		}
+		// What crypto/x509 reads as a URI: a primitive [6]; it skips
+		// anything else it does not know.
+		if v.Class == asn1.ClassContextSpecific && v.Tag == uriTag && !v.IsCompound {
+			uris = append(uris, string(v.Bytes))
+		}
+	}
+	return uris, n, nil
+}
+
+// normalizeDNSNames lower-cases DNS names, which compare without case, and
+// drops repeats. DNS SANs are IA5 (ASCII) strings.
+func normalizeDNSNames(names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		n = strings.ToLower(n)
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // FromConnectionState returns the identity of the verified leaf of a TLS
@@ -168,33 +274,42 @@ func FromConnectionState(cs tls.ConnectionState) (*Identity, error) {
 
 // ValidateSPIFFEID checks the form of a SPIFFE ID: spiffe scheme, a lower-case
 // trust domain, an optional path of non-empty segments other than "." and
-// "..", no query, fragment, port or user info.
+// "..", no query, fragment, port or user info, and the specification's
+// limits of MaxSPIFFEIDLength bytes in all and MaxTrustDomainLength for the
+// trust domain. The check is of the text as given: it is the canonical form
+// or an error.
 func ValidateSPIFFEID(s string) error {
 	const prefix = "spiffe://"
+	if len(s) > MaxSPIFFEIDLength {
+		return fmt.Errorf("%s: SPIFFE ID is %d bytes long; at most %d", clip(s), len(s), MaxSPIFFEIDLength)
+	}
 	if !strings.HasPrefix(s, prefix) {
-		return fmt.Errorf("%q: SPIFFE ID must start with %s", s, prefix)
+		return fmt.Errorf("%s: SPIFFE ID must start with %s", clip(s), prefix)
 	}
 	rest := s[len(prefix):]
 	td, path, hasPath := strings.Cut(rest, "/")
 	if td == "" {
-		return fmt.Errorf("%q: SPIFFE ID has no trust domain", s)
+		return fmt.Errorf("%s: SPIFFE ID has no trust domain", clip(s))
+	}
+	if len(td) > MaxTrustDomainLength {
+		return fmt.Errorf("%s: trust domain is %d bytes long; at most %d", clip(s), len(td), MaxTrustDomainLength)
 	}
 	for _, r := range td {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-			return fmt.Errorf("%q: trust domain may hold only a-z, 0-9, '.', '-', '_'", s)
+			return fmt.Errorf("%s: trust domain may hold only a-z, 0-9, '.', '-', '_'", clip(s))
 		}
 	}
 	if hasPath {
 		if path == "" {
-			return fmt.Errorf("%q: SPIFFE ID path must not end with '/'", s)
+			return fmt.Errorf("%s: SPIFFE ID path must not end with '/'", clip(s))
 		}
 		for _, seg := range strings.Split(path, "/") {
 			if seg == "" || seg == "." || seg == ".." {
-				return fmt.Errorf("%q: SPIFFE ID path segments must not be empty, '.' or '..'", s)
+				return fmt.Errorf("%s: SPIFFE ID path segments must not be empty, '.' or '..'", clip(s))
 			}
 			for _, r := range seg {
 				if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-					return fmt.Errorf("%q: SPIFFE ID path may hold only letters, digits, '.', '-', '_'", s)
+					return fmt.Errorf("%s: SPIFFE ID path may hold only letters, digits, '.', '-', '_'", clip(s))
 				}
 			}
 		}
@@ -214,5 +329,21 @@ type AuthInfo struct {
 }
 
 func serial(c *x509.Certificate) string {
-	return fmt.Sprintf("%q (serial %x)", c.Subject.CommonName, c.SerialNumber)
+	return fmt.Sprintf("%s (serial %x)", clip(c.Subject.CommonName), c.SerialNumber)
+}
+
+// clipLen is how much of a name from a certificate an error quotes: a peer
+// chooses its names, and a 120 KB subject must not become a 120 KB log line.
+const clipLen = 128
+
+// clip quotes s for an error message, escaped and cut to clipLen bytes.
+func clip(s string) string {
+	if len(s) <= clipLen {
+		return strconv.Quote(s)
+	}
+	cut := clipLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
 }

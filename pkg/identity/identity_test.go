@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -37,7 +38,11 @@ func TestFromCertificate(t *testing.T) {
 		subject pkix.Name
 		dns     []string
 		uris    []*url.URL
+		// rawSAN, when set, is the SAN extension as written: URIs that
+		// net/url would tidy up on the way through a template.
+		rawSAN  []string
 		want    string // SPIFFE ID or CN it should report; "" with wantErr
+		wantDNS []string
 		wantErr string
 	}{
 		{name: "cn and spiffe", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("spiffe://example.org/order")}, want: "order (spiffe://example.org/order)"},
@@ -48,15 +53,39 @@ func TestFromCertificate(t *testing.T) {
 		{name: "two URI SANs", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("spiffe://example.org/order"), uri("spiffe://example.org/admin")}, wantErr: "2 URI SANs"},
 		{name: "URI SAN not SPIFFE", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("https://example.org/order")}, wantErr: "must start with spiffe://"},
 		{name: "names nobody", wantErr: "names nobody"},
+		// The SPIFFE ID is checked as the certificate writes it: net/url
+		// lower-cases the scheme and drops an empty fragment or query.
+		{name: "canonical raw SPIFFE ID", rawSAN: []string{"spiffe://example.org/order"}, want: "spiffe://example.org/order"},
+		{name: "upper-case scheme", rawSAN: []string{"SPIFFE://example.org/order"}, wantErr: "must start with spiffe://"},
+		{name: "mixed-case scheme", rawSAN: []string{"Spiffe://example.org/order"}, wantErr: "must start with spiffe://"},
+		{name: "empty fragment", rawSAN: []string{"spiffe://example.org/order#"}, wantErr: "path may hold only"},
+		{name: "empty query", rawSAN: []string{"spiffe://example.org/order?"}, wantErr: "path may hold only"},
+		{name: "trust domain with empty port", rawSAN: []string{"spiffe://example.org:/order"}, wantErr: "trust domain may hold only"},
+		{name: "ID at the length limit", rawSAN: []string{longID(identity.MaxSPIFFEIDLength)}, want: longID(identity.MaxSPIFFEIDLength)},
+		{name: "ID over the length limit", rawSAN: []string{longID(identity.MaxSPIFFEIDLength + 1)}, wantErr: "2049 bytes long; at most 2048"},
+		{name: "trust domain at the limit", rawSAN: []string{"spiffe://" + longTD(identity.MaxTrustDomainLength) + "/x"}, want: "spiffe://" + longTD(identity.MaxTrustDomainLength) + "/x"},
+		{name: "trust domain over the limit", rawSAN: []string{"spiffe://" + longTD(identity.MaxTrustDomainLength+1) + "/x"}, wantErr: "trust domain is 256 bytes long; at most 255"},
+		// DNS names are lower-cased and deduplicated once, and capped.
+		{name: "DNS names normalised", subject: pkix.Name{CommonName: "order"}, dns: []string{"Order.Internal", "order.internal", "ORDER"}, want: "order", wantDNS: []string{"order.internal", "order"}},
+		{name: "SANs at the cap", subject: pkix.Name{CommonName: "order"}, dns: manyNames(identity.MaxSANs - 1), uris: []*url.URL{uri("spiffe://example.org/order")}, want: "order (spiffe://example.org/order)", wantDNS: manyNames(identity.MaxSANs - 1)},
+		{name: "SANs over the cap", subject: pkix.Name{CommonName: "order"}, dns: manyNames(identity.MaxSANs), uris: []*url.URL{uri("spiffe://example.org/order")}, wantErr: "101 subject alternative names; at most 100"},
+		{name: "thousands of SANs", subject: pkix.Name{CommonName: "order"}, dns: manyNames(5000), wantErr: "5000 subject alternative names"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cert, err := a.Sign(&x509.Certificate{
+			tmpl := &x509.Certificate{
 				Subject: tc.subject, DNSNames: tc.dns, URIs: tc.uris,
 				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
 				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			}, key.Public())
+			}
+			if tc.rawSAN != nil {
+				tmpl.ExtraExtensions = []pkix.Extension{uriSANExtension(t, tc.rawSAN...)}
+			}
+			cert, err := a.Sign(tmpl, key.Public())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.rawSAN != nil && len(tc.rawSAN) != len(cert.URIs) {
+				t.Fatalf("crypto/x509 parsed %d URIs from %q", len(cert.URIs), tc.rawSAN)
 			}
 			id, err := identity.FromCertificate(cert)
 			if tc.wantErr != "" {
@@ -76,6 +105,9 @@ func TestFromCertificate(t *testing.T) {
 			}
 			if id.Certificate() != cert {
 				t.Error("identity does not carry its certificate")
+			}
+			if tc.wantDNS != nil && !slices.Equal(id.DNSNames(), tc.wantDNS) {
+				t.Errorf("DNSNames() = %q, want %q", id.DNSNames(), tc.wantDNS)
 			}
 		})
 	}
@@ -106,23 +138,28 @@ func TestFromConnectionStateNeedsVerifiedChain(t *testing.T) {
 
 func TestValidateSPIFFEID(t *testing.T) {
 	for id, ok := range map[string]bool{
-		"spiffe://example.org":               true,
-		"spiffe://example.org/order":         true,
-		"spiffe://example.org/ns/prod/sa/db": true,
-		"spiffe://example.org/":              false,
-		"spiffe://example.org//order":        false,
-		"spiffe://example.org/./order":       false,
-		"spiffe://example.org/../order":      false,
-		"spiffe://Example.org/order":         false,
-		"spiffe://example.org:8443/order":    false,
-		"spiffe://user@example.org/order":    false,
-		"spiffe://example.org/order?x=1":     false,
-		"spiffe://example.org/order#x":       false,
-		"spiffe:///order":                    false,
-		"spiffe://example.org/or%20der":      false,
-		"spiffe://example.org/or der":        false,
-		"https://example.org/order":          false,
-		"order":                              false,
+		"spiffe://example.org":                                true,
+		"spiffe://example.org/order":                          true,
+		"spiffe://example.org/ns/prod/sa/db":                  true,
+		"spiffe://example.org/":                               false,
+		"spiffe://example.org//order":                         false,
+		"spiffe://example.org/./order":                        false,
+		"spiffe://example.org/../order":                       false,
+		"spiffe://Example.org/order":                          false,
+		"spiffe://example.org:8443/order":                     false,
+		"spiffe://user@example.org/order":                     false,
+		"spiffe://example.org/order?x=1":                      false,
+		"spiffe://example.org/order#x":                        false,
+		"spiffe:///order":                                     false,
+		"spiffe://example.org/or%20der":                       false,
+		"spiffe://example.org/or der":                         false,
+		"https://example.org/order":                           false,
+		"order":                                               false,
+		longID(identity.MaxSPIFFEIDLength):                    true,
+		longID(identity.MaxSPIFFEIDLength + 1):                false,
+		"spiffe://" + longTD(identity.MaxTrustDomainLength):   true,
+		"spiffe://" + longTD(identity.MaxTrustDomainLength+1): false,
+		"SPIFFE://example.org/order":                          false,
 	} {
 		if err := identity.ValidateSPIFFEID(id); (err == nil) != ok {
 			t.Errorf("ValidateSPIFFEID(%q) = %v, want ok=%v", id, err, ok)
@@ -199,4 +236,38 @@ func TestNilIdentity(t *testing.T) {
 	for range id.AllDNSNames() {
 		t.Fatal("a nil identity has DNS names")
 	}
+}
+
+// uriSANExtension writes a subject alternative name extension holding the
+// URIs exactly as given.
+func uriSANExtension(t testing.TB, uris ...string) pkix.Extension {
+	t.Helper()
+	var names []asn1.RawValue
+	for _, u := range uris {
+		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(u)})
+	}
+	der, err := asn1.Marshal(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: der}
+}
+
+// longID is a valid SPIFFE ID of n bytes.
+func longID(n int) string {
+	const prefix = "spiffe://example.org/"
+	return prefix + strings.Repeat("a", n-len(prefix))
+}
+
+// longTD is a valid trust domain of n bytes.
+func longTD(n int) string {
+	return strings.Repeat("a", n-len(".org")) + ".org"
+}
+
+func manyNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d.example.org", i)
+	}
+	return names
 }

@@ -160,3 +160,35 @@ func BenchmarkReload(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPaddedChain is what a client chain padded with 150 junk
+// intermediates named like its issuer costs the server's check: "idwire"
+// refuses it on its length (chain_too_long), "x509" is Go's verifier on the
+// same chain, which is what crypto/tls ran before.
+func BenchmarkPaddedChain(b *testing.B) {
+	a := newAuthority(b)
+	chain := padded(b, issue(b, a, "client"), 150).Chain
+	pool := x509.NewCertPool()
+	pool.AddCert(a.Root)
+	b.Run("idwire", func(b *testing.B) {
+		o := PeerOptions{Roots: []*x509.Certificate{a.Root}, Usage: x509.ExtKeyUsageClientAuth}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := VerifyPeer(chain, o); RefusalReason(err) != reasonChainTooLong {
+				b.Fatalf("padded chain: %v", err)
+			}
+		}
+	})
+	b.Run("x509", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			inter := x509.NewCertPool()
+			for _, c := range chain[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				b.Fatalf("Go's verifier: %v", err)
+			}
+		}
+	})
+}

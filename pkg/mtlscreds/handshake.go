@@ -3,7 +3,6 @@ package mtlscreds
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"syscall"
@@ -15,17 +14,27 @@ import (
 
 var errNoALPN = errors.New("the peer did not negotiate h2 with ALPN, which gRPC over TLS requires")
 
-// serverHandshake hands tls.Server the base config, whose
-// GetConfigForClient returns the current snapshot's prebuilt config: no
-// per-handshake building, and a reload takes effect at the next ClientHello.
+// serverHandshake hands tls.Server a config whose GetConfigForClient
+// returns the current snapshot's prebuilt config, so that a reload takes
+// effect at the next ClientHello, cloned to keep this connection's verified
+// peer.
 func (st *state) serverHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn := tls.Server(raw, st.base)
+	var p verifiedPeer
+	conn := tls.Server(raw, &tls.Config{
+		MinVersion: st.opts.MinVersion,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			s := st.cur.Load()
+			cfg := s.config.Clone()
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkClient(s, cs, &p) }
+			return cfg, nil
+		},
+	})
 	if err := conn.Handshake(); err != nil {
 		conn.Close()
 		st.handshakeFailed(err, raw.RemoteAddr())
 		return nil, nil, err
 	}
-	info, err := st.authInfo(conn.ConnectionState())
+	info, err := st.authInfo(conn.ConnectionState(), p)
 	if err != nil {
 		conn.Close()
 		st.handshakeFailed(err, raw.RemoteAddr())
@@ -52,14 +61,14 @@ func (c *Credentials) clientHandshake(ctx context.Context, authority string, raw
 		}
 		cfg.ServerName = host
 	}
-	var chains [][]*x509.Certificate
-	if st.opts.ServerIdentity != "" {
-		// The name dialled is a proxy's: check who answers instead.
-		cfg.InsecureSkipVerify = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) (err error) {
-			chains, err = st.verifyServer(s, cs, "")
-			return err
-		}
+	// verify checks the server, so that the chain's length is capped
+	// before anything is verified and the check is the same as the
+	// server's; crypto/tls's own check would come first.
+	var p verifiedPeer
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = func(cs tls.ConnectionState) (err error) {
+		p, err = st.verifyServer(s, cs, cfg.ServerName)
+		return err
 	}
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
@@ -67,11 +76,7 @@ func (c *Credentials) clientHandshake(ctx context.Context, authority string, raw
 		st.handshakeFailed(err, raw.RemoteAddr())
 		return nil, nil, err
 	}
-	cs := conn.ConnectionState()
-	if chains != nil {
-		cs.VerifiedChains = chains
-	}
-	info, err := st.authInfo(cs)
+	info, err := st.authInfo(conn.ConnectionState(), p)
 	if err == nil && info.Identity == nil {
 		err = reject(reasonNoCertificate, nil, errors.New("the server's certificate did not verify"))
 	}
@@ -83,27 +88,25 @@ func (c *Credentials) clientHandshake(ctx context.Context, authority string, raw
 	return wrapConn(raw, conn), info, nil
 }
 
-// authInfo builds what gRPC attaches to the connection, parsing the
-// identity of the verified leaf once.
-func (st *state) authInfo(cs tls.ConnectionState) (identity.AuthInfo, error) {
+// authInfo builds what gRPC attaches to the connection from the peer that
+// verify passed (none for a PERMISSIVE client without a certificate).
+func (st *state) authInfo(cs tls.ConnectionState, p verifiedPeer) (identity.AuthInfo, error) {
 	if cs.NegotiatedProtocol != "h2" {
 		return identity.AuthInfo{}, reject(reasonALPN, nil, errNoALPN)
 	}
+	// crypto/tls verified nothing itself: the chains are verify's.
+	cs.VerifiedChains = p.chains
 	info := identity.AuthInfo{TLSInfo: credentials.TLSInfo{
 		State:          cs,
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 	}}
-	if len(cs.VerifiedChains) == 0 {
+	if p.id == nil {
 		return info, nil
 	}
-	id, err := identity.FromConnectionState(cs)
-	if err != nil {
-		return identity.AuthInfo{}, reject(reasonBadIdentity, cs.VerifiedChains[0][0], err)
-	}
-	info.Identity = id
-	if id.SPIFFEID() != "" {
+	info.Identity = p.id
+	if p.id.SPIFFEID() != "" {
 		// The URI SAN x509 already parsed, as grpc-go's own TLSInfo has it.
-		info.SPIFFEID = id.Certificate().URIs[0]
+		info.SPIFFEID = p.id.Certificate().URIs[0]
 	}
 	return info, nil
 }

@@ -3,6 +3,9 @@ package mtlscreds
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"math/big"
 	"os"
 	"strings"
 	"testing"
@@ -106,6 +109,11 @@ func TestHandshakeOutcomes(t *testing.T) {
 			wantErr: true, serverReason: reasonRevoked},
 		{name: "not revoked by CRL", crl: crlPEM(t, a, time.Time{}, revokedLeaf.Cert), client: ours(clientLeaf, nil),
 			wantIdentity: "client"},
+		// The newest CRL of an issuer decides, wherever it is in the file.
+		{name: "revoked by the newer of two CRLs, the older first", crl: append(crlPEM(t, a, time.Time{}), crlPEM(t, a, time.Time{}, revokedLeaf.Cert)...),
+			client: ours(revokedLeaf, nil), wantErr: true, serverReason: reasonRevoked},
+		{name: "not revoked by the newer of two CRLs, the older first", crl: append(crlPEM(t, a, time.Time{}, clientLeaf.Cert), crlPEM(t, a, time.Time{})...),
+			client: ours(clientLeaf, nil), wantIdentity: "client"},
 		{name: "CRL from another issuer only: revocation undecidable", crl: crlPEM(t, other, time.Time{}),
 			client: ours(clientLeaf, nil), wantErr: true, serverReason: reasonRevocationUnknown},
 		{name: "client cert with serverAuth only", wantErr: true, serverReason: reasonExtKeyUsage,
@@ -129,6 +137,19 @@ func TestHandshakeOutcomes(t *testing.T) {
 			client: bare(odd("client", func(c *x509.Certificate) {
 				c.URIs = append(c.URIs, a.SPIFFEID("admin"))
 			}), nil)},
+		// Go's verifier takes anyExtendedKeyUsage for any usage; the
+		// X509-SVID profile names the usages, and so do we.
+		{name: "client cert with anyExtendedKeyUsage only", wantErr: true, serverReason: reasonExtKeyUsage,
+			client: bare(odd("client", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} }), nil)},
+		// A valid chain padded with intermediates that are never used but
+		// that the verifier would try (same subject as the issuer):
+		// refused on its length, before any signature is checked.
+		{name: "client chain padded with junk intermediates", wantErr: true, serverReason: reasonChainTooLong,
+			client: bare(padded(t, clientLeaf, 150), nil)},
+		{name: "client chain of the longest length accepted", wantIdentity: "client",
+			client: bare(padded(t, clientLeaf, maxPeerChain-2), nil)},
+		{name: "server chain padded with junk intermediates", wantErr: true, clientReason: reasonChainTooLong,
+			client: ours(clientLeaf, nil), bareServer: padded(t, serverLeaf, 150)},
 		{name: "server name mismatch", client: ours(clientLeaf, nil), authority: "elsewhere",
 			wantErr: true, clientReason: reasonServerName},
 		{name: "server name from Options.ServerName", client: ours(clientLeaf, func(o *Options) { o.ServerName = "server" }),
@@ -325,6 +346,7 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 	a := newAuthority(t)
 	leaf := issue(t, a, "server")
 	other := issue(t, a, "other")
+	withCRL := func(o *Options) { o.CRLFile = o.CAFile[:len(o.CAFile)-len("ca.crt")] + "ca.crl" }
 	tests := []struct {
 		name    string
 		setup   func(t *testing.T, f files)
@@ -367,6 +389,31 @@ func TestConstructorErrorsNameTheFile(t *testing.T) {
 			impostor := &ca.Authority{Intermediate: a.Intermediate, IntermediateKey: newAuthority(t).IntermediateKey}
 			f.writeCRL(t, crlPEM(t, impostor, time.Time{}))
 		}, func(o *Options) { o.CRLFile = o.CAFile[:len(o.CAFile)-len("ca.crt")] + "ca.crl" }, []string{"CRL file", "not signed"}},
+		// Each speaks for less than all of its issuer's certificates: a
+		// peer not on it would look unrevoked.
+		{"delta CRL", func(t *testing.T, f files) {
+			f.writeCRL(t, crlWith(t, a, func(rl *x509.RevocationList) {
+				rl.ExtraExtensions = []pkix.Extension{{Id: oidDeltaCRLIndicator, Critical: true, Value: []byte{2, 1, 1}}}
+			}))
+		}, withCRL, []string{"CRL file", "CRL 1", "delta CRL"}},
+		{"partial CRL (issuing distribution point)", func(t *testing.T, f files) {
+			f.writeCRL(t, append(crlPEM(t, a, time.Time{}), crlWith(t, a, func(rl *x509.RevocationList) {
+				// onlyContainsUserCerts
+				rl.ExtraExtensions = []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: []byte{0x30, 0x03, 0x81, 0x01, 0xff}}}
+			})...))
+		}, withCRL, []string{"CRL file", "CRL 2", "issuing distribution point"}},
+		{"indirect CRL entry", func(t *testing.T, f files) {
+			f.writeCRL(t, crlWith(t, a, func(rl *x509.RevocationList) {
+				rl.RevokedCertificateEntries = []x509.RevocationListEntry{{SerialNumber: big.NewInt(7), RevocationTime: time.Now(),
+					ExtraExtensions: []pkix.Extension{{Id: oidCertificateIssuer, Critical: true, Value: []byte{0x30, 0x00}}}}}
+			}))
+		}, withCRL, []string{"CRL file", "indirect CRL", "serial 7"}},
+		{"CRL with an unknown critical extension", func(t *testing.T, f files) {
+			f.writeCRL(t, crlWith(t, a, func(rl *x509.RevocationList) {
+				rl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}
+			}))
+		}, withCRL, []string{"CRL file", "critical extension 1.3.6.1.4.1.99999.1"}},
+		{"bad trust domain", nil, func(o *Options) { o.TrustDomain = "Example.org/x" }, []string{"Options.TrustDomain", "Example.org/x"}},
 		{"no certificate file option", nil, func(o *Options) { o.CertFile = "" }, []string{"CertFile"}},
 		{"TLS 1.1", nil, func(o *Options) { o.MinVersion = tls.VersionTLS11 }, []string{"MinVersion"}},
 		{"client option on a server", nil, func(o *Options) { o.ServerName = "x" }, []string{"ServerName"}},

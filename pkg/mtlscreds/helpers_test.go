@@ -107,18 +107,60 @@ func selfSigned(t testing.TB, name string) *ca.Leaf {
 	return &ca.Leaf{Cert: cert, Chain: []*x509.Certificate{cert}, Key: key}
 }
 
+// padded is leaf with n junk CA certificates appended to its chain, each
+// named like leaf's issuer so that a verifier tries their signatures.
+func padded(t testing.TB, leaf *ca.Leaf, n int) *ca.Leaf {
+	t.Helper()
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := append([]*x509.Certificate(nil), leaf.Chain...)
+	for i := range n {
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 1)), Subject: leaf.Cert.Issuer,
+			NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	return &ca.Leaf{Cert: leaf.Cert, Chain: chain, Key: leaf.Key}
+}
+
 // crlPEM is a CRL from a's intermediate revoking serials, valid for an hour
-// unless next says otherwise.
+// unless next says otherwise. Each is numbered after the ones before.
 func crlPEM(t testing.TB, a *ca.Authority, next time.Time, revoked ...*x509.Certificate) []byte {
 	t.Helper()
+	return crlWith(t, a, func(rl *x509.RevocationList) {
+		if !next.IsZero() {
+			rl.NextUpdate = next
+		}
+		for _, c := range revoked {
+			rl.RevokedCertificateEntries = append(rl.RevokedCertificateEntries,
+				x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
+		}
+	})
+}
+
+// crlNumbers numbers the CRLs tests make, in the order they are made.
+var crlNumbers atomic.Int64
+
+// crlWith is a current, empty CRL from a's intermediate after edit has had
+// its way with the template.
+func crlWith(t testing.TB, a *ca.Authority, edit func(*x509.RevocationList)) []byte {
+	t.Helper()
 	now := time.Now()
-	if next.IsZero() {
-		next = now.Add(time.Hour)
-	}
-	rl := &x509.RevocationList{Number: big.NewInt(now.UnixNano()), ThisUpdate: now.Add(-time.Minute), NextUpdate: next}
-	for _, c := range revoked {
-		rl.RevokedCertificateEntries = append(rl.RevokedCertificateEntries,
-			x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: now.Add(-time.Minute)})
+	rl := &x509.RevocationList{Number: big.NewInt(crlNumbers.Add(1)), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(time.Hour)}
+	if edit != nil {
+		edit(rl)
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, rl, a.Intermediate, a.IntermediateKey)
 	if err != nil {

@@ -25,13 +25,11 @@ func (f *fileSet) equal(g *fileSet) bool {
 // snapshot is one validated set of credentials. It is never modified after
 // load, so handshakes read it without locks through state.cur.
 type snapshot struct {
-	files  fileSet
-	cert   tls.Certificate
-	leaf   *x509.Certificate
-	roots  []*x509.Certificate
-	pool   *x509.CertPool
-	crls   map[string][]*crl // by the issuer's raw subject
-	crlSet []*crl
+	files fileSet
+	cert  tls.Certificate
+	leaf  *x509.Certificate
+	roots []*x509.Certificate
+	verifier
 	// config is built once per load: the server hands it to every
 	// handshake as it is; the client clones it per connection to set the
 	// server name.
@@ -117,24 +115,46 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 	if err := checkLeaf(leaf, st.ownEKU); err != nil {
 		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
 	}
+	// Peers refuse a certificate that names no identity: say so now, not
+	// at every handshake on the other side.
+	if _, err := leafIdentity(leaf); err != nil {
+		return nil, fmt.Errorf("certificate file %s: %w; idwire peers would refuse it", o.CertFile, err)
+	}
 	s := &snapshot{
 		files: f,
 		cert:  tls.Certificate{PrivateKey: key, Leaf: leaf},
 		leaf:  leaf,
 		roots: roots,
-		pool:  pool,
+	}
+	s.pool = pool
+	s.trustDomains = rootTrustDomains(roots, o.TrustDomain)
+	if s.trustDomains == nil && len(roots) > 1 {
+		st.log.Warn("mtlscreds: no root in the CA file names a trust domain, so any of them may vouch for any SPIFFE ID; give the roots a URI SAN spiffe://TRUST-DOMAIN or set Options.TrustDomain",
+			"file", o.CAFile, "roots", len(roots))
 	}
 	for _, c := range chain {
 		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
 	}
 	if o.CRLFile != "" {
-		if err := s.loadCRLs(f.crl, o.CRLFile, append(append([]*x509.Certificate(nil), roots...), chain[1:]...), now); err != nil {
+		if err := st.loadCRLs(s, f.crl, o.CRLFile, append(append([]*x509.Certificate(nil), roots...), chain[1:]...), now); err != nil {
 			return nil, err
+		}
+		if prev := st.cur.Load(); prev != nil && prev.crls != nil {
+			if err := s.notOlderThan(&prev.verifier, o.CRLFile); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s.config = st.buildConfig(s)
 	s.httpConfig = s.config.Clone()
 	s.httpConfig.NextProtos = []string{"h2", "http/1.1"}
+	if st.server {
+		// An HTTPS server's handlers read the verified chains from the
+		// connection state, which only crypto/tls's own verification
+		// fills in.
+		s.httpConfig.ClientAuth = tls.VerifyClientCertIfGiven
+		s.httpConfig.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkVerifiedClient(s, cs) }
+	}
 	return s, nil
 }
 
@@ -150,46 +170,50 @@ func (st *state) buildConfig(s *snapshot) *tls.Config {
 	}
 	if st.server {
 		cfg.ClientCAs = s.pool
-		// Go's own check is "if given" in both modes so that a missing
-		// certificate reaches VerifyConnection, which refuses it in Strict
-		// mode with a reason we can log and count.
-		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		// crypto/tls only asks for a certificate, in both modes: a missing
+		// one reaches VerifyConnection, which refuses it in Strict mode
+		// with a reason we can log and count, and a presented chain is
+		// verified there, by verify, after its length is checked.
+		// serverHandshake sets VerifyConnection per connection to keep the
+		// verified peer.
+		cfg.ClientAuth = tls.RequestClientCert
 		// Resumption would skip the certificate checks against the bundle
 		// of the day; gRPC connections are long-lived, so full handshakes
 		// cost little.
 		cfg.SessionTicketsDisabled = true
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkClient(s, cs) }
-	} else {
-		cfg.RootCAs = s.pool
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.VerifiedChains) == 0 {
-				return reject(reasonNoCertificate, nil, errors.New("the server's certificate did not verify"))
-			}
-			return st.checkChains(s, cs.VerifiedChains)
+		cfg.VerifyConnection = func(tls.ConnectionState) error {
+			return reject(reasonInvalid, nil, errors.New("mtlscreds: internal error: the connection's VerifyConnection was not set"))
 		}
+	} else {
+		// clientHandshake verifies the server itself, per connection (see
+		// verifyServer); crypto/tls's own check against these roots is
+		// the fall-back should that ever not be set.
+		cfg.RootCAs = s.pool
 	}
 	return cfg
 }
 
-// loadCRLs parses every CRL of the file and checks those whose issuer is
-// known now (a root or an intermediate of our own chain): a bad signature or
-// a CRL past its next update rejects the file. CRLs of other issuers are
-// verified at the first handshake that needs them.
-func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate, now time.Time) error {
+// loadCRLs parses every CRL of the file. The file is rejected for a CRL
+// that a known issuer (a root, or an intermediate of our own chain, matched
+// by name and key identifier) did not sign, for a delta, partial or
+// indirect CRL (CheckCRL), and when the newest CRL of a known issuer is past
+// its next update: our own revocation data is out of date. A stale newest
+// CRL of another issuer (a retired intermediate nobody re-publishes for) is
+// kept with a warning and decides nothing: that issuer's certificates are
+// refused as revocation_unknown, while the rest of the file applies. CRLs
+// of unknown issuers are verified at the first handshake that needs them.
+func (st *state) loadCRLs(s *snapshot, data []byte, file string, known []*x509.Certificate, now time.Time) error {
 	lists, err := pemfile.ParseCRLs(data)
 	if err != nil {
 		return fmt.Errorf("CRL file %s: %w", file, err)
 	}
-	s.crls = make(map[string][]*crl)
 	for i, l := range lists {
-		if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
-			return fmt.Errorf("CRL file %s: CRL %d from %q expired at %s (next update), now is %s",
-				file, i+1, l.Issuer, l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		if err := CheckCRL(l); err != nil {
+			return fmt.Errorf("CRL file %s: CRL %d from %q %w", file, i+1, l.Issuer, err)
 		}
-		c := &crl{list: l, revoked: make(map[string]struct{}, len(l.RevokedCertificateEntries))}
-		for _, e := range l.RevokedCertificateEntries {
-			c.revoked[string(e.SerialNumber.Bytes())] = struct{}{}
-		}
+	}
+	s.addCRLs(lists)
+	for i, c := range s.crlSet {
 		// A known certificate with the CRL's issuer name and key
 		// identifier must have signed it: a CRL that claims to be from
 		// our own CA but is not is a bad file, not one to skip. Other
@@ -197,20 +221,63 @@ func (s *snapshot) loadCRLs(data []byte, file string, known []*x509.Certificate,
 		// peers know) are verified at the handshake that needs them.
 		var claimed *x509.Certificate
 		for _, k := range known {
-			if !bytes.Equal(k.RawSubject, l.RawIssuer) || !sameKeyID(k, l) {
+			if !bytes.Equal(k.RawSubject, c.list.RawIssuer) || !sameKeyID(k, c.list) {
 				continue
 			}
 			claimed = k
-			if l.CheckSignatureFrom(k) == nil {
-				c.signer.Store(k)
+			if c.signedBy(k) {
 				break
 			}
 		}
 		if claimed != nil && c.signer.Load() == nil {
 			return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, i+1, describe(claimed))
 		}
-		s.crls[string(l.RawIssuer)] = append(s.crls[string(l.RawIssuer)], c)
-		s.crlSet = append(s.crlSet, c)
+		l := c.list
+		if l.NextUpdate.IsZero() || !now.After(l.NextUpdate) || s.newest(l) != c {
+			continue
+		}
+		if claimed != nil {
+			return fmt.Errorf("CRL file %s: CRL %d from %s expired at %s (next update), now is %s",
+				file, i+1, describe(claimed), l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		st.log.Warn("mtlscreds: a CRL in the CRL file is past its next update; the certificates of its issuer are refused as revocation_unknown until it is re-published",
+			"file", file, "crl", i+1, "issuer", l.Issuer.String(), "number", crlNumber(l), "next_update", l.NextUpdate.UTC())
+	}
+	return nil
+}
+
+// issuerKey tells CRL issuers apart: by name and key identifier, since a
+// CA replaced by a rotation often keeps its name.
+func issuerKey(l *x509.RevocationList) string {
+	return string(l.RawIssuer) + "\x00" + string(l.AuthorityKeyId)
+}
+
+// newest is the CRL with the highest number among those of l's issuer.
+func (v *verifier) newest(l *x509.RevocationList) *crl {
+	for _, c := range v.crls[string(l.RawIssuer)] { // newest first
+		if issuerKey(c.list) == issuerKey(l) {
+			return c
+		}
+	}
+	return nil
+}
+
+// notOlderThan refuses a CRL file that would take an issuer's CRL back to
+// a lower CRL Number than the one in use: reloading an old file would
+// un-revoke what the newer one revoked. An issuer that leaves the file
+// entirely (a pruned, retired CA) is not going backwards.
+func (v *verifier) notOlderThan(prev *verifier, file string) error {
+	for _, cs := range prev.crls {
+		for _, old := range cs {
+			c := v.newest(old.list)
+			if c == nil || old != prev.newest(old.list) {
+				continue
+			}
+			if crlNumber(c.list).Cmp(crlNumber(old.list)) < 0 {
+				return fmt.Errorf("CRL file %s: the CRL from %q is number %v, older than number %v in use: a CRL never goes back (it would un-revoke certificates)",
+					file, c.list.Issuer, crlNumber(c.list), crlNumber(old.list))
+			}
+		}
 	}
 	return nil
 }

@@ -114,6 +114,12 @@ type Options struct {
 	// source's updates; CRLFile still applies. Closing the credentials
 	// does not close the source.
 	Source Source
+	// TrustDomain is the SPIFFE trust domain of the roots in CAFile that
+	// do not name one in a URI SAN (spiffe://TD, as mtlsca and SPIRE
+	// roots do). A SPIFFE ID is accepted only from a chain to a root of
+	// its own trust domain; when no root has one, SPIFFE IDs are not bound
+	// to roots. See docs/mtlscreds.md, "Who may vouch for what".
+	TrustDomain string
 	// CRLFile, when set, is a PEM (one or more "X509 CRL" blocks) or DER
 	// certificate revocation list. Every peer's leaf must then be covered
 	// by a current CRL signed by its issuer, or the peer is refused.
@@ -190,7 +196,6 @@ type state struct {
 	closed     bool
 	watching   bool // set before the watcher starts
 
-	base    *tls.Config // server: hands each handshake the current snapshot's config
 	metrics *metrics
 	watcher *filewatch.Watcher
 	// unsubscribe stops following Options.Source; nil without one.
@@ -249,12 +254,6 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 		return nil, fmt.Errorf("mtlscreds: metrics: %w", err)
 	}
 	if server {
-		st.base = &tls.Config{
-			MinVersion: opts.MinVersion,
-			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-				return st.cur.Load().config, nil
-			},
-		}
 		if opts.Mode == Permissive {
 			st.log.Warn("mtlscreds: server in PERMISSIVE mode: clients without a certificate are accepted, unauthenticated; use it only while migrating callers to mTLS")
 		}
@@ -318,6 +317,11 @@ func checkOptions(opts *Options, server bool) error {
 	}
 	if server && (opts.ServerName != "" || opts.ServerIdentity != "") {
 		return errors.New("mtlscreds: Options.ServerName and ServerIdentity are for clients")
+	}
+	if opts.TrustDomain != "" {
+		if err := identity.ValidateSPIFFEID("spiffe://" + opts.TrustDomain); err != nil || strings.Contains(opts.TrustDomain, "/") {
+			return fmt.Errorf("mtlscreds: Options.TrustDomain %q is not a trust domain name", opts.TrustDomain)
+		}
 	}
 	// A malformed SPIFFE ID would match no server: say so now rather than
 	// refuse every handshake.

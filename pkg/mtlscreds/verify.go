@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +20,9 @@ import (
 // idwire.mtlscreds.handshake.rejections and of the log lines.
 const (
 	reasonNoCertificate     = "no_certificate"
+	reasonChainTooLong      = "chain_too_long"
+	reasonTrustDomain       = "trust_domain"
+	reasonNameConstraints   = "name_constraints"
 	reasonUnknownAuthority  = "unknown_authority"
 	reasonSelfSigned        = "self_signed"
 	reasonExpired           = "expired"
@@ -56,10 +62,126 @@ func (e *rejectError) Error() string {
 
 func (e *rejectError) Unwrap() error { return e.err }
 
-// checkClient is the server's VerifyConnection. Go has verified the chain
-// against the bundle (for the clientAuth usage, or no usage at all) when a
-// certificate was sent.
-func (st *state) checkClient(s *snapshot, cs tls.ConnectionState) error {
+// maxPeerChain is how many certificates a peer may present: its leaf and
+// up to nine intermediates (real chains have one or two). It is checked
+// before anything is verified: a chain padded with junk intermediates makes
+// the verifier try their signatures (Go gives up after 100), milliseconds of
+// CPU per handshake for anyone who can open a connection.
+const maxPeerChain = 10
+
+// verifier is what peers' chains are checked against: the bundle and the
+// CRLs, built once per load.
+type verifier struct {
+	pool *x509.CertPool
+	// trustDomains maps roots (by DER) to the trust domain whose SPIFFE
+	// IDs they may vouch for; nil when no root has one (see trust.go).
+	trustDomains map[string]string
+	crls         map[string][]*crl // by the issuer's raw subject; nil without a CRL file
+	crlSet       []*crl
+}
+
+// verifiedPeer is a peer that passed every check.
+type verifiedPeer struct {
+	chains [][]*x509.Certificate
+	id     *identity.Identity
+}
+
+// verify is the one peer check: the gRPC handshakes on both sides and
+// VerifyPeer (so mtlsca verify) run it. Only an HTTPS server from
+// TLSConfig leaves the chain to crypto/tls and runs check alone. certs is
+// what the peer presented, leaf first; dnsName, when set, must be named by
+// the leaf (a client's check of the server it dialled), and so must want
+// (ServerIdentity).
+func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dnsName, want string, now time.Time) (verifiedPeer, error) {
+	if len(certs) == 0 {
+		return verifiedPeer{}, reject(reasonNoCertificate, nil, errors.New("the peer presented no certificate"))
+	}
+	if len(certs) > maxPeerChain {
+		return verifiedPeer{}, reject(reasonChainTooLong, certs[0], fmt.Errorf("the peer presented %d certificates; at most %d (the leaf and its intermediates) are accepted", len(certs), maxPeerChain))
+	}
+	opts := x509.VerifyOptions{
+		Roots:         v.pool,
+		Intermediates: x509.NewCertPool(),
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{usage},
+		DNSName:       dnsName,
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	chains, err := certs[0].Verify(opts)
+	if err != nil {
+		return verifiedPeer{}, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+	}
+	id, err := v.check(chains, usage, now)
+	if err != nil {
+		return verifiedPeer{}, err
+	}
+	if want != "" && !matchIdentity(id, want) {
+		return verifiedPeer{}, reject(reasonServerIdentity, certs[0], fmt.Errorf("the server is %s, want %s", id, want))
+	}
+	return verifiedPeer{chains: chains, id: id}, nil
+}
+
+// check adds what Go's verifier leaves out to chains it verified: the
+// extended key usage must be present (Go accepts a leaf without any), the
+// leaf must not be a CA, it must name one identity, and, with a CRL, no
+// certificate of any chain may be revoked or of undecidable status.
+func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) (*identity.Identity, error) {
+	leaf := chains[0][0]
+	if err := checkLeaf(leaf, usage); err != nil {
+		return nil, err
+	}
+	id, err := leafIdentity(leaf)
+	if err != nil {
+		return nil, err
+	}
+	if chains, err = v.bindChains(chains); err != nil {
+		return nil, err
+	}
+	if v.crls != nil {
+		for _, chain := range chains {
+			if err := v.checkRevocation(chain, now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return id, nil
+}
+
+// leafIdentity parses the identity of a leaf. A certificate that names its
+// holder by IP address alone (common for servers dialled by address) gets
+// an error that says so: idwire identities are names.
+func leafIdentity(leaf *x509.Certificate) (*identity.Identity, error) {
+	id, err := identity.FromCertificate(leaf)
+	if err != nil {
+		if leaf.Subject.CommonName == "" && len(leaf.URIs) == 0 && len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) > 0 {
+			err = fmt.Errorf("names its holder only by IP address (%v), which is no idwire identity: "+
+				"give the certificate a common name, DNS name or SPIFFE ID as well (mtlsca names every certificate all three ways)", leaf.IPAddresses)
+		}
+		return nil, reject(reasonBadIdentity, leaf, err)
+	}
+	return id, nil
+}
+
+// checkClient is the server's VerifyConnection for gRPC handshakes, where
+// crypto/tls only requests the certificate and verify does the rest. It
+// leaves the verified peer in p.
+func (st *state) checkClient(s *snapshot, cs tls.ConnectionState, p *verifiedPeer) (err error) {
+	if len(cs.PeerCertificates) == 0 {
+		if st.opts.Mode == Permissive {
+			return nil
+		}
+		return reject(reasonNoCertificate, nil, errors.New("the client presented no certificate (STRICT mode)"))
+	}
+	*p, err = s.verify(cs.PeerCertificates, st.peerEKU, "", "", st.now())
+	return err
+}
+
+// checkVerifiedClient is the VerifyConnection of TLSConfig's HTTPS server,
+// where crypto/tls has verified the chain (the chains stay in the
+// connection state for the handlers).
+func (st *state) checkVerifiedClient(s *snapshot, cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		if st.opts.Mode == Permissive {
 			return nil
@@ -71,28 +193,8 @@ func (st *state) checkClient(s *snapshot, cs tls.ConnectionState) error {
 		// that a configuration mistake fails closed.
 		return reject(reasonInvalid, cs.PeerCertificates[0], errors.New("the certificate was not verified"))
 	}
-	return st.checkChains(s, cs.VerifiedChains)
-}
-
-// checkChains adds what Go's verifier leaves out: the extended key usage
-// must be present (Go accepts a leaf without any), the leaf must not be a
-// CA, and, with a CRL, no certificate of any chain may be revoked or of
-// undecidable status.
-func (st *state) checkChains(s *snapshot, chains [][]*x509.Certificate) error {
-	leaf := chains[0][0]
-	if err := checkLeaf(leaf, st.peerEKU); err != nil {
-		return err
-	}
-	if s.crls == nil {
-		return nil
-	}
-	now := st.now()
-	for _, chain := range chains {
-		if err := s.checkRevocation(chain, now); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := s.check(cs.VerifiedChains, st.peerEKU, st.now())
+	return err
 }
 
 func checkLeaf(leaf *x509.Certificate, want x509.ExtKeyUsage) error {
@@ -103,44 +205,42 @@ func checkLeaf(leaf *x509.Certificate, want x509.ExtKeyUsage) error {
 	// checks neither, and a leaf that may sign certificates or CRLs is a CA
 	// in all but its basic constraints.
 	if ku := leaf.KeyUsage & (x509.KeyUsageCertSign | x509.KeyUsageCRLSign); ku != 0 {
-		return reject(reasonKeyUsage, leaf, fmt.Errorf("is a leaf with the %s key usage, which only a CA may have", caKeyUsages(ku)))
+		return reject(reasonKeyUsage, leaf, fmt.Errorf("is a leaf with the %s key usage, which only a CA may have", usageName(ku)))
 	}
 	for _, u := range leaf.ExtKeyUsage {
 		if u == want {
 			return nil
 		}
 	}
-	return reject(reasonExtKeyUsage, leaf, fmt.Errorf("lacks the %s extended key usage", ekuName(want)))
+	return reject(reasonExtKeyUsage, leaf, fmt.Errorf("lacks the %s extended key usage", usageName(want)))
 }
 
-func caKeyUsages(ku x509.KeyUsage) string {
-	switch ku {
+// usageName names a key usage (or the pair a leaf must not have) or an
+// extended key usage as RFC 5280 does.
+func usageName(u any) string {
+	switch u {
 	case x509.KeyUsageCertSign:
 		return "keyCertSign"
 	case x509.KeyUsageCRLSign:
 		return "cRLSign"
-	}
-	return "keyCertSign and cRLSign"
-}
-
-func ekuName(u x509.ExtKeyUsage) string {
-	switch u {
+	case x509.KeyUsageCertSign | x509.KeyUsageCRLSign:
+		return "keyCertSign and cRLSign"
 	case x509.ExtKeyUsageClientAuth:
 		return "clientAuth"
 	case x509.ExtKeyUsageServerAuth:
 		return "serverAuth"
 	}
-	return fmt.Sprintf("ExtKeyUsage(%d)", int(u))
+	return fmt.Sprint(u)
 }
 
 // checkRevocation checks every certificate of a verified chain but the root.
 // The leaf's issuer must have a CRL in the file: without one, revocation
 // cannot be decided and the peer is refused. An intermediate is checked
 // when a CRL from its issuer (usually an offline root) is present.
-func (s *snapshot) checkRevocation(chain []*x509.Certificate, now time.Time) error {
+func (v *verifier) checkRevocation(chain []*x509.Certificate, now time.Time) error {
 	for i := 0; i+1 < len(chain); i++ {
 		cert, issuer := chain[i], chain[i+1]
-		lists := s.crls[string(issuer.RawSubject)]
+		lists := v.crls[string(issuer.RawSubject)]
 		if len(lists) == 0 {
 			if i == 0 {
 				return reject(reasonRevocationUnknown, cert, fmt.Errorf("no CRL from its issuer %s in the CRL file", describe(issuer)))
@@ -169,6 +269,74 @@ func (s *snapshot) checkRevocation(chain []*x509.Certificate, now time.Time) err
 	return nil
 }
 
+// addCRLs indexes lists by issuer name, each issuer's newest (highest CRL
+// Number) first: the newest list its issuer signed decides.
+func (v *verifier) addCRLs(lists []*x509.RevocationList) {
+	v.crls = make(map[string][]*crl)
+	for _, l := range lists {
+		c := &crl{list: l, revoked: make(map[string]struct{}, len(l.RevokedCertificateEntries))}
+		for _, e := range l.RevokedCertificateEntries {
+			c.revoked[string(e.SerialNumber.Bytes())] = struct{}{}
+		}
+		v.crls[string(l.RawIssuer)] = append(v.crls[string(l.RawIssuer)], c)
+		v.crlSet = append(v.crlSet, c)
+	}
+	for _, cs := range v.crls {
+		slices.SortStableFunc(cs, func(a, b *crl) int { return crlNumber(b.list).Cmp(crlNumber(a.list)) })
+	}
+}
+
+// Extensions that make a CRL speak for less than all of its issuer's
+// certificates, or for another issuer's (RFC 5280 5.2.4, 5.2.5, 5.3.3).
+var (
+	oidDeltaCRLIndicator        = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+	oidCertificateIssuer        = asn1.ObjectIdentifier{2, 5, 29, 29}
+	// Understood, so allowed to be critical.
+	oidCRLNumber      = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidAuthorityKeyID = asn1.ObjectIdentifier{2, 5, 29, 35}
+	oidReasonCode     = asn1.ObjectIdentifier{2, 5, 29, 21}
+	oidInvalidityDate = asn1.ObjectIdentifier{2, 5, 29, 24}
+)
+
+// CheckCRL refuses what a service refuses in a CRL file, as grpc-go's
+// advancedtls does: a delta CRL (it lists only changes since a base CRL),
+// a CRL with an issuing distribution point (a partial CRL, scoped to some
+// certificates or reasons, or an indirect one), an entry naming another
+// certificate issuer (indirect), and a critical extension it does not
+// know. Each would make a peer that is not on it look unrevoked.
+func CheckCRL(l *x509.RevocationList) error {
+	for _, e := range l.Extensions {
+		switch {
+		case e.Id.Equal(oidDeltaCRLIndicator):
+			return errors.New("is a delta CRL, which lists only changes since a base CRL: publish full CRLs")
+		case e.Id.Equal(oidIssuingDistributionPoint):
+			return errors.New("has an issuing distribution point: a partial or indirect CRL, which speaks for only some certificates: publish full CRLs")
+		case e.Critical && !e.Id.Equal(oidCRLNumber) && !e.Id.Equal(oidAuthorityKeyID):
+			return fmt.Errorf("has a critical extension %s that is not understood", e.Id)
+		}
+	}
+	for _, r := range l.RevokedCertificateEntries {
+		for _, e := range r.Extensions {
+			switch {
+			case e.Id.Equal(oidCertificateIssuer):
+				return fmt.Errorf("is an indirect CRL: the entry for serial %x names another certificate issuer", r.SerialNumber)
+			case e.Critical && !e.Id.Equal(oidReasonCode) && !e.Id.Equal(oidInvalidityDate):
+				return fmt.Errorf("entry for serial %x has a critical extension %s that is not understood", r.SerialNumber, e.Id)
+			}
+		}
+	}
+	return nil
+}
+
+// crlNumber is a CRL's number; one without is older than any with one.
+func crlNumber(l *x509.RevocationList) *big.Int {
+	if l.Number == nil {
+		return big.NewInt(-1)
+	}
+	return l.Number
+}
+
 func (c *crl) signedBy(issuer *x509.Certificate) bool {
 	if p := c.signer.Load(); p != nil && bytes.Equal(p.Raw, issuer.Raw) {
 		return true
@@ -180,48 +348,21 @@ func (c *crl) signedBy(issuer *x509.Certificate) bool {
 	return true
 }
 
-// verifyServer verifies a server's certificates in full, for the cases Go's
-// verifier cannot do it: checking by identity rather than DNS name, and the
-// roots of TLSConfig, which change with reloads. It returns the verified
-// chains.
-func (st *state) verifyServer(s *snapshot, cs tls.ConnectionState, dnsName string) ([][]*x509.Certificate, error) {
+// verifyServer is a client's check of the server: by dnsName, or by
+// identity with ServerIdentity.
+func (st *state) verifyServer(s *snapshot, cs tls.ConnectionState, dnsName string) (verifiedPeer, error) {
 	certs := cs.PeerCertificates
 	if len(certs) == 0 {
-		return nil, reject(reasonNoCertificate, nil, errors.New("the server presented no certificate"))
+		return verifiedPeer{}, reject(reasonNoCertificate, nil, errors.New("the server presented no certificate"))
 	}
 	want := st.opts.ServerIdentity
-	if want == "" && dnsName == "" {
-		return nil, reject(reasonServerName, certs[0], errors.New("no server name to check the certificate against (set ServerName or ServerIdentity)"))
-	}
-	opts := x509.VerifyOptions{
-		Roots:         s.pool,
-		Intermediates: x509.NewCertPool(),
-		CurrentTime:   st.now(),
-		KeyUsages:     []x509.ExtKeyUsage{st.peerEKU},
-	}
-	if want == "" {
-		opts.DNSName = dnsName
-	}
-	for _, c := range certs[1:] {
-		opts.Intermediates.AddCert(c)
-	}
-	chains, err := certs[0].Verify(opts)
-	if err != nil {
-		return nil, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
-	}
-	if err := st.checkChains(s, chains); err != nil {
-		return nil, err
-	}
 	if want != "" {
-		id, err := identity.FromCertificate(certs[0])
-		if err != nil {
-			return nil, reject(reasonBadIdentity, certs[0], err)
-		}
-		if !matchIdentity(id, want) {
-			return nil, reject(reasonServerIdentity, certs[0], fmt.Errorf("the server is %s, want %s", id, want))
-		}
+		// The name dialled is a proxy's: check who answers instead.
+		dnsName = ""
+	} else if dnsName == "" {
+		return verifiedPeer{}, reject(reasonServerName, certs[0], errors.New("no server name to check the certificate against (set ServerName or ServerIdentity)"))
 	}
-	return chains, nil
+	return s.verify(certs, st.peerEKU, dnsName, want, st.now())
 }
 
 // matchIdentity compares a SPIFFE ID with the URI SAN, anything else with
@@ -311,4 +452,74 @@ func (st *state) handshakeFailed(err error, remote net.Addr) {
 		return
 	}
 	st.log.Warn("mtlscreds: handshake refused", attrs...)
+}
+
+// PeerOptions say what VerifyPeer checks a certificate chain against.
+type PeerOptions struct {
+	// Roots is the trust bundle: what CAFile holds.
+	Roots []*x509.Certificate
+	// CRLs, when not nil, turns the revocation check on, as CRLFile does:
+	// the leaf's issuer must then have a current CRL among them.
+	CRLs []*x509.RevocationList
+	// Usage is the extended key usage the leaf must carry:
+	// x509.ExtKeyUsageClientAuth to check a client as a server does,
+	// x509.ExtKeyUsageServerAuth to check a server as a client does.
+	Usage x509.ExtKeyUsage
+	// ServerName and ServerIdentity are a client's check of a server, as
+	// in Options; both empty checks no name.
+	ServerName, ServerIdentity string
+	// TrustDomain is the trust domain of roots that name none, as in
+	// Options.
+	TrustDomain string
+	// Now is the time to check at; zero means time.Now().
+	Now time.Time
+}
+
+// VerifyPeer checks a certificate chain (the leaf first, then the
+// intermediates, as a peer presents it) with the very code a handshake
+// runs, and returns the identity a handshake would attach to the
+// connection. It is for tools that must give the services' verdict, such as
+// mtlsca verify. RefusalReason(err) is the reason a handshake would log.
+func VerifyPeer(chain []*x509.Certificate, o PeerOptions) (*identity.Identity, error) {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	switch o.Usage {
+	case x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth:
+	default:
+		return nil, fmt.Errorf("mtlscreds: PeerOptions.Usage %s: want clientAuth or serverAuth", usageName(o.Usage))
+	}
+	v := verifier{pool: x509.NewCertPool(), trustDomains: rootTrustDomains(o.Roots, o.TrustDomain)}
+	for _, r := range o.Roots {
+		v.pool.AddCert(r)
+	}
+	if o.CRLs != nil {
+		for i, l := range o.CRLs {
+			if err := CheckCRL(l); err != nil {
+				return nil, fmt.Errorf("mtlscreds: CRL %d from %q %w", i+1, l.Issuer, err)
+			}
+		}
+		v.addCRLs(o.CRLs)
+	}
+	p, err := v.verify(chain, o.Usage, o.ServerName, o.ServerIdentity, now)
+	if err != nil {
+		if reason, cert := classify(err, now); !errors.As(err, new(*rejectError)) {
+			err = reject(reason, cert, err)
+		}
+		return nil, err
+	}
+	return p.id, nil
+}
+
+// RefusalReason is the reason a handshake, or VerifyPeer, refused with
+// err: the "reason" attribute of the log line and of
+// idwire.mtlscreds.handshake.rejections (docs/mtlscreds.md lists them).
+func RefusalReason(err error) string {
+	var re *rejectError
+	if errors.As(err, &re) {
+		return re.reason
+	}
+	reason, _ := classify(err, time.Now())
+	return reason
 }

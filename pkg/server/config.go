@@ -46,6 +46,13 @@ type Config struct {
 	// LogLevel is debug, info (default), warn or error (--log-level,
 	// LOG_LEVEL).
 	LogLevel string
+	// CallLog picks the calls that get a "finished call" log line:
+	// CallLogSampled (default: failed calls and calls whose trace is
+	// sampled), CallLogErrors, CallLogAll or CallLogOff (--call-log,
+	// CALL_LOG).
+	CallLog string
+
+	noTelemetry bool // benchmarks only: no otelgrpc, no runtime metrics
 }
 
 // RegisterFlags defines the Config flags on fs, with defaults taken from
@@ -69,6 +76,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 		return nil
 	})
 	fs.StringVar(&c.LogLevel, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&c.CallLog, "call-log", Env("CALL_LOG", CallLogSampled), "which calls get a log line: sampled (failed calls and calls whose trace is sampled), errors, all or off (env CALL_LOG)")
 }
 
 // Env returns the environment variable name when it is set and not empty,
@@ -122,6 +130,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseCallLog(c.CallLog); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DrainTimeout < 0 {

@@ -24,9 +24,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -167,6 +166,10 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 	if s.tel, err = newTelemetry(context.Background(), svc.Name); err != nil {
 		return nil, err
 	}
+	meters := s.tel.MeterProvider()
+	if cfg.noTelemetry {
+		meters = noop.NewMeterProvider()
+	}
 	mode, _ := parseMode(cfg.Mode) // validated above
 	if s.source, err = openSource(cfg, logger); err != nil {
 		return nil, err
@@ -179,7 +182,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		CRLFile:       cfg.CRLFile,
 		Mode:          mode,
 		Logger:        logger,
-		MeterProvider: s.tel.MeterProvider(),
+		MeterProvider: meters,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loading credentials (%s): %w", credentialsFlags(cfg), err)
@@ -191,36 +194,15 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 	}
 	s.authz = authz.New(authz.Options{
 		Logger:        logger,
-		MeterProvider: s.tel.MeterProvider(),
+		MeterProvider: meters,
 		PolicyFile:    cfg.PolicyFile,
 		Rules:         rules,
 	})
 
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(callFields),
+	opts, err := s.serverOptions()
+	if err != nil {
+		return nil, err
 	}
-	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		return status.Error(codes.Internal, "internal error")
-	})
-	grpcLog := slogAdapter(logger)
-	opts := append(mtlscreds.ServerOptions(s.creds),
-		grpc.StatsHandler(s.tel.serverHandler()),
-		// Logging sees every outcome, refusals included; recovery turns a
-		// panic anywhere below it into INTERNAL; authorization runs before
-		// any handler.
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(grpcLog, logOpts...),
-			recovery.UnaryServerInterceptor(rec),
-			s.authz.UnaryServerInterceptor(),
-		),
-		grpc.ChainStreamInterceptor(
-			logging.StreamServerInterceptor(grpcLog, logOpts...),
-			recovery.StreamServerInterceptor(rec),
-			s.authz.StreamServerInterceptor(),
-		),
-	)
 	s.grpc = grpc.NewServer(opts...)
 	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: logger, cfg: &s.cfg, tel: s.tel, source: s.source}
 	if err := svc.Register(s.rt); err != nil {
@@ -247,6 +229,39 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		s.metrics = &http.Server{Handler: s.tel.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
 	}
 	return s, nil
+}
+
+// serverOptions is the chain every call goes through: telemetry (trace
+// context, the span when sampled, the call metrics) and the call log, which
+// see every outcome, refusals included; recovery, which turns a panic
+// anywhere below it into INTERNAL; and authorization, before any handler.
+func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
+	logger := s.logger
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if !s.cfg.noTelemetry {
+		in, err := newInstruments(s.tel)
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: %w", err)
+		}
+		unary = append(unary, in.unary)
+		stream = append(stream, in.stream)
+	}
+	if mode, _ := parseCallLog(s.cfg.CallLog); mode != logOff { // validated in New
+		l := &callLog{logger: logger, mode: mode}
+		unary = append(unary, l.unary)
+		stream = append(stream, l.stream)
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(rec), s.authz.UnaryServerInterceptor())
+	stream = append(stream, recovery.StreamServerInterceptor(rec), s.authz.StreamServerInterceptor())
+	return append(mtlscreds.ServerOptions(s.creds),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	), nil
 }
 
 // Addr is the gRPC listener's address (useful with port 0).
@@ -358,26 +373,4 @@ func (s *Server) release(ctx context.Context) {
 		}
 		cancel()
 	}
-}
-
-// slogAdapter logs go-grpc-middleware's call events through slog.
-func slogAdapter(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-}
-
-// callFields adds the caller's identity and the trace id to each call's log
-// line, so a refusal or an error can be tied to who and to the trace.
-func callFields(ctx context.Context) logging.Fields {
-	var f logging.Fields
-	if id, ok := authz.PeerFrom(ctx); ok {
-		f = append(f, "peer.identity", id.String())
-	} else {
-		f = append(f, "peer.identity", "<none>")
-	}
-	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-		f = append(f, "trace_id", sc.TraceID().String())
-	}
-	return f
 }

@@ -95,6 +95,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{"bad listen", func(c *server.Config) { c.Listen = "8443" }, []string{`--listen "8443"`}},
 		{"bad metrics listen", func(c *server.Config) { c.MetricsListen = "nope" }, []string{`--metrics-listen "nope"`}},
 		{"bad log level", func(c *server.Config) { c.LogLevel = "loud" }, []string{`--log-level "loud"`}},
+		{"bad call log", func(c *server.Config) { c.CallLog = "some" }, []string{`--call-log "some"`, "sampled, errors, all or off"}},
 		{"key of another identity", func(c *server.Config) { c.KeyFile = filepath.Join(dir, "ca.crt") }, []string{"loading credentials", "--key"}},
 		{"port taken", nil, []string{"--listen 127.0.0.1:"}},
 	}
@@ -194,9 +195,13 @@ func TestHealthReflectionMetrics(t *testing.T) {
 		t.Errorf("Put as frontend: %v, want PermissionDenied", err)
 	}
 
-	// grpc-go reports a call's end to the stats handler after it has sent
-	// the status, so the client may ask before the call is counted: poll.
-	wants := []string{"rpc_server_call_duration", `rpc_method="Put"`, "go_goroutines"}
+	// The call's duration is recorded once its handler returned, which may
+	// be after the client has its answer: poll.
+	wants := []string{
+		// rpc.server.call.duration, labelled as otelgrpc labels it.
+		`rpc_server_call_duration_seconds_count{otel_scope_name="github.com/idwire/idwire/pkg/server",otel_scope_schema_url="https://opentelemetry.io/schemas/1.43.0",otel_scope_version="",rpc_method="servertest.v1.StoreService/Put",rpc_response_status_code="PERMISSION_DENIED",rpc_system_name="grpc"} 1`,
+		"go_goroutines",
+	}
 	var missing []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + s.MetricsAddr().String() + "/metrics")
@@ -250,9 +255,15 @@ func TestHealthcheckSubcommand(t *testing.T) {
 func TestTraceContextFlows(t *testing.T) {
 	dir := pki(t, "alpha", "beta", "relay", "frontend", "admin")
 	var alphaLogs, betaLogs, relayLogs logbuf.Buffer
-	a := start(t, config(dir, "alpha"), servertest.StoreService("alpha"), &alphaLogs)
-	b := start(t, config(dir, "beta"), servertest.StoreService("beta"), &betaLogs)
-	r := start(t, config(dir, "relay"), servertest.RelayService(
+	// Every call logged: with nothing exporting, no trace is sampled.
+	logAll := func(name string) server.Config {
+		cfg := config(dir, name)
+		cfg.CallLog = server.CallLogAll
+		return cfg
+	}
+	a := start(t, logAll("alpha"), servertest.StoreService("alpha"), &alphaLogs)
+	b := start(t, logAll("beta"), servertest.StoreService("beta"), &betaLogs)
+	r := start(t, logAll("relay"), servertest.RelayService(
 		servertest.Peer{Addr: a.Addr().String(), Identity: "alpha"},
 		servertest.Peer{Addr: b.Addr().String(), Identity: "beta"},
 	), &relayLogs)

@@ -19,6 +19,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/stats"
 )
 
@@ -26,10 +27,23 @@ import (
 // the globals, so that several services in one process (the demo, tests)
 // keep apart.
 type telemetry struct {
-	tracer   *sdktrace.TracerProvider
+	tracer   tracerProvider
 	meter    *sdkmetric.MeterProvider
 	registry *prometheus.Registry
 	props    propagation.TextMapPropagator
+}
+
+// DefaultTraceSampleRatio is the share of the traces that start at a
+// service which are recorded and exported, when OTEL_TRACES_SAMPLER does not
+// say otherwise (OTEL_TRACES_SAMPLER=parentbased_always_on records them all).
+// A call that arrives in a trace follows the caller's decision.
+const DefaultTraceSampleRatio = 0.01
+
+// tracerProvider is the SDK's when spans are exported, else one that records
+// nothing and only carries trace context.
+type tracerProvider interface {
+	trace.TracerProvider
+	Shutdown(context.Context) error
 }
 
 // otlpConfigured reports whether the standard OTLP environment asks for
@@ -43,15 +57,23 @@ func newTelemetry(ctx context.Context, service string) (*telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	var tracer tracerProvider = propagatingProvider{}
 	if otlpConfigured() {
 		// otlptracegrpc reads the rest of the OTEL_EXPORTER_OTLP_* variables
-		// (headers, TLS, insecure) itself.
+		// (headers, TLS, insecure) itself, and the SDK the
+		// OTEL_TRACES_SAMPLER ones.
 		exp, err := otlptracegrpc.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("OTLP trace exporter (OTEL_EXPORTER_OTLP_ENDPOINT): %w", err)
 		}
-		topts = append(topts, sdktrace.WithBatcher(exp))
+		topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(exp)}
+		if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+			// Recording and exporting every call's span would cost more
+			// than the rest of the runtime together; a caller's sampled
+			// trace is still recorded in full.
+			topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(DefaultTraceSampleRatio))))
+		}
+		tracer = sdktrace.NewTracerProvider(topts...)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -60,7 +82,7 @@ func newTelemetry(ctx context.Context, service string) (*telemetry, error) {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	return &telemetry{
-		tracer:   sdktrace.NewTracerProvider(topts...),
+		tracer:   tracer,
 		meter:    sdkmetric.NewMeterProvider(sdkmetric.WithReader(promExp), sdkmetric.WithResource(res)),
 		registry: reg,
 		props:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
@@ -79,7 +101,6 @@ func (t *telemetry) options() []otelgrpc.Option {
 	}
 }
 
-func (t *telemetry) serverHandler() stats.Handler { return otelgrpc.NewServerHandler(t.options()...) }
 func (t *telemetry) clientHandler() stats.Handler { return otelgrpc.NewClientHandler(t.options()...) }
 
 func (t *telemetry) metricsHandler() http.Handler {

@@ -1,8 +1,10 @@
-// Package e2e_test runs the three example services as real processes on
-// loopback, with certificates from our own CA, and checks them from the
-// outside: every row of the ACL table both ways, one order from frontend to
-// payment, a certificate rotation under load, a graceful stop, and the
-// same allow/deny with grpcurl, a client we did not write.
+// Package e2e_test runs every service of services/catalog as a real process
+// on loopback, with certificates from our own CA, and checks them from the
+// outside: every method of every service as every identity against the
+// rules in its proto, every row of the examples' ACL table both ways with
+// real requests, one order from frontend to payment, a certificate rotation
+// under load, a graceful stop, and the same allow/deny with grpcurl, a
+// client we did not write.
 package e2e_test
 
 import (
@@ -32,11 +34,13 @@ import (
 	orderv1 "github.com/idwire/idwire/gen/order/v1"
 	paymentv1 "github.com/idwire/idwire/gen/payment/v1"
 	userv1 "github.com/idwire/idwire/gen/user/v1"
+	"github.com/idwire/idwire/internal/acl"
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/services/catalog"
 )
 
-// The identities mtlsca bootstrap issues for the example, and the two
+// The identities mtlsca bootstrap issues for the catalog, and the two
 // strangers: a certificate named "admin" from a CA nobody trusts, and no
 // certificate at all.
 const (
@@ -44,17 +48,21 @@ const (
 	noCert  = "no certificate"
 )
 
+const trustDomain = "e2e.idwire"
+
 var (
-	ours    = []string{"user", "order", "payment", "frontend", "admin"}
+	ours    = catalog.Identities()
 	callers = append(slices.Clone(ours), foreign, noCert)
 )
 
-// aclTable is the issue's table: each RPC, the service serving it, and who
-// may call it.
-var aclTable = []struct {
+type tableRow struct {
 	method, service string
 	allowed         []string
-}{
+}
+
+// aclTable is the issue's table: each RPC, the service serving it, and who
+// may call it.
+var aclTable = []tableRow{
 	{"/user.v1.UserService/CreateUser", "user", []string{"admin"}},
 	{"/user.v1.UserService/GetUser", "user", []string{"order", "payment", "admin"}},
 	{"/user.v1.UserService/ListUsers", "user", []string{"admin"}},
@@ -64,12 +72,16 @@ var aclTable = []struct {
 	{"/payment.v1.PaymentService/Charge", "payment", []string{"order"}},
 	{"/payment.v1.PaymentService/Refund", "payment", []string{"order", "admin"}},
 	{"/payment.v1.PaymentService/GetPayment", "payment", []string{"order", "admin"}},
-	{"/grpc.health.v1.Health/Check", "user", ours},
-	{"/grpc.health.v1.Health/Check", "order", ours},
-	{"/grpc.health.v1.Health/Check", "payment", ours},
-	{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "user", ours},
-	{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "order", ours},
-	{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "payment", ours},
+	// and health and reflection on every service, for any of ours: added
+	// by init below.
+}
+
+func init() {
+	for _, e := range catalog.Entries {
+		aclTable = append(aclTable,
+			tableRow{"/grpc.health.v1.Health/Check", e.Name, ours},
+			tableRow{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", e.Name, ours})
+	}
 }
 
 // deployment is the running system.
@@ -89,20 +101,30 @@ func TestEndToEnd(t *testing.T) {
 	d := &deployment{root: repoRoot(t), procs: map[string]*proc{}, conns: map[[2]string]grpc.ClientConnInterface{}}
 	bin := buildServices(t, d.root)
 	d.dir = filepath.Join(t.TempDir(), "ca")
-	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: d.dir, TrustDomain: "e2e.idwire", Names: ours}); err != nil {
+	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: d.dir, TrustDomain: trustDomain, Names: ours}); err != nil {
 		t.Fatal(err)
 	}
 	d.foreignDir = writeForeign(t, d.dir)
 
-	d.procs["user"] = startProc(t, "user", filepath.Join(bin, "user"), serviceArgs(d.dir, "user")...)
-	d.procs["payment"] = startProc(t, "payment", filepath.Join(bin, "payment"), serviceArgs(d.dir, "payment")...)
-	d.procs["order"] = startProc(t, "order", filepath.Join(bin, "order"), serviceArgs(d.dir, "order",
-		"--user-addr", d.procs["user"].addr, "--payment-addr", d.procs["payment"].addr)...)
+	if err := catalog.Check(catalog.Entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range catalog.Entries {
+		var peers []string
+		for _, c := range e.Calls {
+			peers = append(peers, "--"+c+"-addr", d.procs[c].addr)
+		}
+		d.procs[e.Name] = startProc(t, e.Name, filepath.Join(bin, e.Name), serviceArgs(d.dir, e.Name, peers...)...)
+	}
 	for _, c := range callers {
-		for _, s := range []string{"user", "order", "payment"} {
-			d.conns[[2]string{c, s}] = d.dial(t, c, s, d.procs[s].addr)
+		for _, e := range catalog.Entries {
+			d.conns[[2]string{c, e.Name}] = d.dial(t, c, e.Name, d.procs[e.Name].addr)
 		}
 	}
+
+	// First, as nothing below depends on the examples: every method of
+	// every service, as every identity, against its proto's rule.
+	t.Run("ACLFromProtos", d.testACLFromProtos)
 	d.setup(t)
 
 	t.Run("ACL", d.testACL)
@@ -293,6 +315,32 @@ func expected(caller string, allowed []string) codes.Code {
 		return codes.OK
 	}
 	return codes.PermissionDenied
+}
+
+// testACLFromProtos calls every method of every service in the catalog as
+// every caller, with an empty request, and checks that authorization let
+// through exactly the identities the method's rule in the proto admits;
+// the strangers never get past the handshake. A handler may refuse the
+// empty request; that it answered at all is what counts.
+func (d *deployment) testACLFromProtos(t *testing.T) {
+	rows := 0
+	for _, e := range catalog.Entries {
+		for _, r := range acl.FromServices(e.Services()) {
+			rows++
+			for _, caller := range callers {
+				got := acl.Call(ctx(t), d.as(caller, e.Name), r)
+				switch {
+				case caller == foreign || caller == noCert:
+					if got != codes.Unavailable {
+						t.Errorf("%s calling %s: %v, want Unavailable", caller, r.Method, got)
+					}
+				case r.Admits(acl.Workload(caller, trustDomain)) != acl.Admitted(got):
+					t.Errorf("%s calling %s: %v; the proto's rule (%s) admits it: %v", caller, r.Method, got, r.Source, r.Admits(acl.Workload(caller, trustDomain)))
+				}
+			}
+		}
+	}
+	t.Logf("%d methods of %d services, each as %d callers", rows, len(catalog.Entries), len(callers))
 }
 
 func (d *deployment) testACL(t *testing.T) {

@@ -24,11 +24,11 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
-// buildServices builds the three service binaries into a temporary folder.
+// buildServices builds every service binary into a temporary folder.
 func buildServices(t *testing.T, root string) string {
 	t.Helper()
 	bin := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "./services/user", "./services/order", "./services/payment")
+	cmd := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "./services/...")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -168,5 +168,7 @@ func serviceArgs(dir, name string, extra ...string) []string {
 		"--cert", filepath.Join(dir, name, "tls.crt"),
 		"--key", filepath.Join(dir, name, "tls.key"),
 		"--ca", filepath.Join(dir, name, "ca.crt"),
+		// The tests find calls by their log lines, successful ones too.
+		"--call-log", "all",
 	}, extra...)
 }

@@ -20,6 +20,7 @@ import (
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/pkg/identity"
+	"github.com/idwire/idwire/services/catalog"
 )
 
 // testRotation replaces the certificates of all three services while
@@ -135,7 +136,8 @@ func servedSerial(t *testing.T, conn grpc.ClientConnInterface) *big.Int {
 
 // testGracefulStop: SIGTERM drains and exits 0, saying so.
 func (d *deployment) testGracefulStop(t *testing.T) {
-	for _, name := range []string{"order", "user", "payment"} {
+	for i := len(catalog.Entries) - 1; i >= 0; i-- { // callers first
+		name := catalog.Entries[i].Name
 		p := d.procs[name]
 		if err := p.terminate(t, 15*time.Second); err != nil {
 			t.Errorf("%s after SIGTERM: %v, want exit 0", name, err)
