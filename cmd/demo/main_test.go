@@ -48,7 +48,10 @@ func TestDemoRunsTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stop()
-	args := []string{"--user-addr", tg.user, "--order-addr", tg.order, "--payment-addr", tg.payment, "--certs", tg.certs}
+	args := []string{"--certs", tg.certs}
+	for name, addr := range tg.addrs {
+		args = append(args, "--"+name+"-addr", addr)
+	}
 	for i := range 2 {
 		var out, errs bytes.Buffer
 		if code := run(context.Background(), args, &out, &errs); code != 0 || !strings.Contains(out.String(), "PASS: all") {

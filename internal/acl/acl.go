@@ -13,13 +13,11 @@ package acl
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"sigs.k8s.io/yaml"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/pkg/authz"
@@ -93,20 +91,10 @@ func Services(files []protoreflect.FileDescriptor) []protoreflect.ServiceDescrip
 	return out
 }
 
-// ReadOverlay reads a policy overlay file (the format of server's --policy).
+// ReadOverlay reads a policy overlay file (the format of server's --policy)
+// with the server's own decoder, so the two cannot disagree on what a file says.
 func ReadOverlay(path string) (*authz.OverlayFile, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy file: %w", err)
-	}
-	var f authz.OverlayFile
-	if err := yaml.UnmarshalStrict(raw, &f); err != nil {
-		return nil, fmt.Errorf("policy file %s: %w", path, err)
-	}
-	if f.Rules == nil {
-		return nil, fmt.Errorf("policy file %s has no \"rules\"", path)
-	}
-	return &f, nil
+	return authz.ReadOverlayFile(path)
 }
 
 // ApplyOverlay returns rules with the overlay's changes: a service's entry

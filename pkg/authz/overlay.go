@@ -65,9 +65,30 @@ type overlayRule struct {
 	audit               *bool
 }
 
+// ReadOverlayFile reads and decodes a policy overlay file exactly as the
+// server does (size cap, strict YAML, string scalars only) without checking
+// it against registered methods: for tools that show or compare policy.
+func ReadOverlayFile(path string) (*OverlayFile, error) {
+	raw, err := readCapped(path)
+	if err != nil {
+		return nil, err
+	}
+	return decodeOverlayFile(path, raw)
+}
+
 // readOverlay reads and validates a policy file on its own; buildPolicy then
 // checks it against the registered methods.
 func readOverlay(path string) (*overlay, error) {
+	raw, err := readCapped(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseOverlay(path, raw)
+}
+
+// readCapped reads at most one byte more than MaxPolicyFileSize, so an
+// oversized file is refused without being held in memory.
+func readCapped(path string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy file: %w", err)
@@ -77,10 +98,10 @@ func readOverlay(path string) (*overlay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
-	return parseOverlay(path, raw)
+	return raw, nil
 }
 
-func parseOverlay(path string, raw []byte) (*overlay, error) {
+func decodeOverlayFile(path string, raw []byte) (*OverlayFile, error) {
 	if len(raw) > MaxPolicyFileSize {
 		return nil, fmt.Errorf("policy file %s is larger than %d bytes", path, MaxPolicyFileSize)
 	}
@@ -93,6 +114,14 @@ func parseOverlay(path string, raw []byte) (*overlay, error) {
 	}
 	if f.Rules == nil {
 		return nil, fmt.Errorf("policy file %s has no \"rules\" (write \"rules: {}\" for an overlay that changes nothing)", path)
+	}
+	return f, nil
+}
+
+func parseOverlay(path string, raw []byte) (*overlay, error) {
+	f, err := decodeOverlayFile(path, raw)
+	if err != nil {
+		return nil, err
 	}
 	ov := &overlay{file: path, raw: raw, rules: make(map[string]*overlayRule, len(f.Rules))}
 	var errs []error
