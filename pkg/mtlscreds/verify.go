@@ -116,7 +116,7 @@ func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dns
 	if err != nil {
 		return verifiedPeer{}, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
 	}
-	id, err := v.check(chains, usage, now)
+	chains, id, err := v.check(chains, usage, now)
 	if err != nil {
 		return verifiedPeer{}, err
 	}
@@ -128,28 +128,30 @@ func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dns
 
 // check adds what Go's verifier leaves out to chains it verified: the
 // extended key usage must be present (Go accepts a leaf without any), the
-// leaf must not be a CA, it must name one identity, and, with a CRL, no
-// certificate of any chain may be revoked or of undecidable status.
-func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) (*identity.Identity, error) {
+// leaf must not be a CA, it must name one identity, only chains whose
+// issuers may vouch for that identity count (trust.go), and, with a CRL,
+// no certificate of those may be revoked or of undecidable status. It
+// returns the chains that count.
+func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) ([][]*x509.Certificate, *identity.Identity, error) {
 	leaf := chains[0][0]
 	if err := checkLeaf(leaf, usage); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id, err := leafIdentity(leaf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if chains, err = v.bindChains(chains); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if v.crls != nil {
 		for _, chain := range chains {
 			if err := v.checkRevocation(chain, now); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
-	return id, nil
+	return chains, id, nil
 }
 
 // leafIdentity parses the identity of a leaf. A certificate that names its
@@ -196,7 +198,7 @@ func (st *state) checkVerifiedClient(s *snapshot, cs tls.ConnectionState) error 
 		// that a configuration mistake fails closed.
 		return reject(reasonInvalid, cs.PeerCertificates[0], errors.New("the certificate was not verified"))
 	}
-	_, err := s.check(cs.VerifiedChains, st.peerEKU, st.now())
+	_, _, err := s.check(cs.VerifiedChains, st.peerEKU, st.now())
 	return err
 }
 
