@@ -188,7 +188,9 @@ func LogSafe(s string) string {
 	return q
 }
 
-// word returns s as it is if it is a plain word, else quoted and escaped.
+// word returns s as it is if it is a plain word, else quoted and escaped,
+// non-ASCII included: a Cyrillic "а" in "аdmin" shows as \u0430, not as a
+// Latin a.
 func word(s string) string {
 	if len(s) > 0 && len(s) <= 64 {
 		plain := true
@@ -203,7 +205,16 @@ func word(s string) string {
 			return s
 		}
 	}
-	return `"` + LogSafe(s) + `"`
+	clipped, cut := s, ""
+	if len(s) > clipLen {
+		n := clipLen
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		clipped, cut = s[:n], fmt.Sprintf("...(%d bytes)", len(s))
+	}
+	q := strconv.QuoteToASCII(clipped)
+	return q[:len(q)-1] + cut + `"`
 }
 
 // clipID cuts a SPIFFE ID, valid and so plain, for a log line.
