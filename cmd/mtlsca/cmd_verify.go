@@ -86,18 +86,20 @@ func runVerify(e *env, c *command, args []string) int {
 		switch {
 		case ch.err != nil:
 			failed++
-			fmt.Fprintf(e.stdout, "FAIL  %-10s %v\n", ch.name, ch.err)
+			// Names quoted from the certificate are escaped, as inspect
+			// does: they are the issuer's choice.
+			fmt.Fprintf(e.stdout, "FAIL  %-10s %s\n", ch.name, printable(ch.err.Error()))
 		case ch.info:
-			fmt.Fprintf(e.stdout, "      %-10s %s\n", ch.name, ch.ok)
+			fmt.Fprintf(e.stdout, "      %-10s %s\n", ch.name, printable(ch.ok))
 		default:
-			fmt.Fprintf(e.stdout, "ok    %-10s %s\n", ch.name, ch.ok)
+			fmt.Fprintf(e.stdout, "ok    %-10s %s\n", ch.name, printable(ch.ok))
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", file, failed, counted)
+		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", printable(file), failed, counted)
 		return exitFailed
 	}
-	fmt.Fprintf(e.stdout, "%s: valid\n", file)
+	fmt.Fprintf(e.stdout, "%s: valid\n", printable(file))
 	return exitOK
 }
 

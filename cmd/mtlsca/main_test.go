@@ -624,6 +624,11 @@ func TestInspectEscapesNames(t *testing.T) {
 			t.Errorf("inspect output lacks %s:\n%s", want, text)
 		}
 	}
+	// verify quotes the names too, accepted or refused.
+	_, vout, _ := c.run("verify", "--ca", filepath.Join(dir, "ca.crt"), file)
+	if strings.ContainsAny(vout, "\x1b\x07\u202e") || !strings.Contains(vout, `\x1b[2Jadmin`) {
+		t.Fatalf("verify printed the names raw: %q", vout)
+	}
 	out := c.ok("inspect", "--json", file)
 	if strings.ContainsAny(out, "\x1b\x07") {
 		t.Fatalf("inspect --json printed control characters raw: %q", out)
