@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -656,4 +657,48 @@ func TestPrintable(t *testing.T) {
 			t.Errorf("printable(%q) = %s, want %s", in, got, want)
 		}
 	}
+}
+
+// TestVerifyBindsTrustDomains: verify gives the services' verdict on a
+// bundle of two trust domains: a partner CA's certificate claiming our
+// trust domain's SPIFFE ID is refused as trust_domain, its own is fine.
+func TestVerifyBindsTrustDomains(t *testing.T) {
+	base := t.TempDir()
+	ours, partner := filepath.Join(base, "ours"), filepath.Join(base, "partner")
+	c := cli{t: t}
+	c.ok("init", "--dir", ours, "--trust-domain", "example.org")
+	c.ok("init", "--dir", partner, "--trust-domain", "partner.example")
+	c.ok("bundle", "add", "--dir", ours, filepath.Join(partner, "ca.crt"))
+	bundle := filepath.Join(ours, "ca.crt")
+	p, err := ca.Load(partner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(name, spiffeID string) string {
+		l, err := p.Authority.Issue(ca.IssueRequest{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := *l.Cert
+		tmpl.SerialNumber = nil
+		u, err := url.Parse(spiffeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = []*url.URL{u}
+		cert, err := p.Authority.Sign(&tmpl, l.Key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name+".crt")
+		if err := os.WriteFile(path, pemfile.EncodeCerts(cert, p.Authority.Intermediate), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	code, out, _ := c.run("verify", "--ca", bundle, leaf("admin", "spiffe://example.org/admin"))
+	if code != 1 || !strings.Contains(out, "(trust_domain)") {
+		t.Errorf("a partner's certificate with our SPIFFE ID: exit %d\n%s", code, out)
+	}
+	c.ok("verify", "--ca", bundle, leaf("client", "spiffe://partner.example/client"))
 }
