@@ -112,6 +112,12 @@ type Options struct {
 	// that peers' chains must verify against. It is never replaced by the
 	// system roots.
 	CAFile string
+	// Source, when set, supplies the certificate, key and trust bundles
+	// instead of CertFile, KeyFile and CAFile (which must then be empty):
+	// the SPIFFE Workload API with WorkloadAPISource. Reloads follow the
+	// source's updates; CRLFile still applies. Closing the credentials
+	// does not close the source.
+	Source Source
 	// TrustDomain is the SPIFFE trust domain of the roots in CAFile that
 	// do not name one in a URI SAN (spiffe://TD, as mtlsca and SPIRE
 	// roots do). A SPIFFE ID is accepted only from a chain to a root of
@@ -200,6 +206,8 @@ type state struct {
 	metrics *metrics
 	sample  *logsample.Sampler // of refused handshakes' log lines
 	watcher *filewatch.Watcher
+	// unsubscribe stops following Options.Source; nil without one.
+	unsubscribe func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -263,15 +271,21 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 	if opts.PollInterval >= 0 {
 		st.watching = true
 		paths := []string{opts.CertFile, opts.KeyFile, opts.CAFile}
+		if opts.Source != nil {
+			paths = st.watchSource()
+		}
 		if opts.CRLFile != "" {
 			paths = append(paths, opts.CRLFile)
 		}
-		st.watcher, err = filewatch.Start(filewatch.Options{
-			Paths:        paths,
-			PollInterval: opts.PollInterval,
-			Logger:       st.log,
-		}, func() { _ = st.reload(triggerWatch) })
+		if len(paths) > 0 {
+			st.watcher, err = filewatch.Start(filewatch.Options{
+				Paths:        paths,
+				PollInterval: opts.PollInterval,
+				Logger:       st.log,
+			}, func() { _ = st.reload(triggerWatch) })
+		}
 		if err != nil {
+			st.stopSource()
 			st.metrics.close()
 			return nil, fmt.Errorf("mtlscreds: %w", err)
 		}
@@ -285,6 +299,11 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 }
 
 func checkOptions(opts *Options, server bool) error {
+	if opts.Source != nil {
+		if err := checkSource(opts); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct{ name, val string }{
 		{"CertFile", opts.CertFile}, {"KeyFile", opts.KeyFile}, {"CAFile", opts.CAFile},
 	} {
@@ -346,6 +365,7 @@ const (
 	triggerWatch    = "watch"
 	triggerExplicit = "explicit"
 	triggerRetry    = "retry"
+	triggerSource   = "source"
 )
 
 // Close stops watching the files and unregisters the metrics. Handshakes
@@ -356,6 +376,7 @@ func (c *Credentials) Close() error {
 		if c.watcher != nil {
 			c.closeErr = c.watcher.Close()
 		}
+		c.stopSource()
 		c.reloadMu.Lock()
 		c.closed = true
 		if c.retry != nil {
@@ -461,6 +482,9 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 }
 
 func (st *state) readFiles() (fileSet, error) {
+	if st.opts.Source != nil {
+		return st.readSource()
+	}
 	var fs fileSet
 	var err error
 	read := func(name, path string) []byte {
