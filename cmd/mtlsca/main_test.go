@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -701,4 +703,44 @@ func TestVerifyBindsTrustDomains(t *testing.T) {
 		t.Errorf("a partner's certificate with our SPIFFE ID: exit %d\n%s", code, out)
 	}
 	c.ok("verify", "--ca", bundle, leaf("client", "spiffe://partner.example/client"))
+
+	// A root that names no trust domain beside ours vouches for no SPIFFE
+	// ID, unless --trust-domain gives it one, as Options.TrustDomain does.
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "untagged root"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged := &ca.Authority{TrustDomain: "example.org", Root: root, Intermediate: root, IntermediateKey: key}
+	l, err := untagged.Issue(ca.IssueRequest{Name: "order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed, leafPath := filepath.Join(t.TempDir(), "mixed.crt"), filepath.Join(t.TempDir(), "order.crt")
+	ourRoot := readCerts(t, filepath.Join(ours, "ca.crt"))[0]
+	if err := os.WriteFile(mixed, pemfile.EncodeCerts(ourRoot, root), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leafPath, pemfile.EncodeCerts(l.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := c.run("verify", "--ca", mixed, leafPath); code != 1 || !strings.Contains(out, "(trust_domain)") {
+		t.Errorf("a SPIFFE ID from a root without trust domain: exit %d\n%s", code, out)
+	}
+	c.ok("verify", "--ca", mixed, "--trust-domain", "example.org", leafPath)
+	if code, _, errs := c.run("verify", "--ca", mixed, "--trust-domain", "Example.org/x", leafPath); code != 2 || !strings.Contains(errs, "--trust-domain") {
+		t.Errorf("a bad --trust-domain: exit %d, %s", code, errs)
+	}
 }
