@@ -51,6 +51,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/idwire/idwire/internal/filewatch"
+	"github.com/idwire/idwire/internal/logsample"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -108,6 +109,12 @@ type Options struct {
 	// that peers' chains must verify against. It is never replaced by the
 	// system roots.
 	CAFile string
+	// Source, when set, supplies the certificate, key and trust bundles
+	// instead of CertFile, KeyFile and CAFile (which must then be empty):
+	// the SPIFFE Workload API with WorkloadAPISource. Reloads follow the
+	// source's updates; CRLFile still applies. Closing the credentials
+	// does not close the source.
+	Source Source
 	// TrustDomain is the SPIFFE trust domain of the roots in CAFile that
 	// do not name one in a URI SAN (spiffe://TD, as mtlsca and SPIRE
 	// roots do). A SPIFFE ID is accepted only from a chain to a root of
@@ -158,6 +165,9 @@ type Options struct {
 
 	// now replaces time.Now in tests.
 	now func() time.Time
+	// refusalLogInterval samples the refused-handshake log (see
+	// handshakeFailed); zero means logsample.DefaultInterval.
+	refusalLogInterval time.Duration
 }
 
 // Credentials are reloadable mTLS transport credentials. They implement
@@ -191,7 +201,10 @@ type state struct {
 	watching   bool // set before the watcher starts
 
 	metrics *metrics
+	sample  *logsample.Sampler // of refused handshakes' log lines
 	watcher *filewatch.Watcher
+	// unsubscribe stops following Options.Source; nil without one.
+	unsubscribe func()
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,6 +230,7 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 		now:     opts.now,
 		peerEKU: x509.ExtKeyUsageServerAuth,
 		ownEKU:  x509.ExtKeyUsageClientAuth,
+		sample:  logsample.New(opts.refusalLogInterval, opts.now),
 	}
 	if server {
 		st.side = "server"
@@ -254,15 +268,21 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 	if opts.PollInterval >= 0 {
 		st.watching = true
 		paths := []string{opts.CertFile, opts.KeyFile, opts.CAFile}
+		if opts.Source != nil {
+			paths = st.watchSource()
+		}
 		if opts.CRLFile != "" {
 			paths = append(paths, opts.CRLFile)
 		}
-		st.watcher, err = filewatch.Start(filewatch.Options{
-			Paths:        paths,
-			PollInterval: opts.PollInterval,
-			Logger:       st.log,
-		}, func() { _ = st.reload(triggerWatch) })
+		if len(paths) > 0 {
+			st.watcher, err = filewatch.Start(filewatch.Options{
+				Paths:        paths,
+				PollInterval: opts.PollInterval,
+				Logger:       st.log,
+			}, func() { _ = st.reload(triggerWatch) })
+		}
 		if err != nil {
+			st.stopSource()
 			st.metrics.close()
 			return nil, fmt.Errorf("mtlscreds: %w", err)
 		}
@@ -276,6 +296,11 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 }
 
 func checkOptions(opts *Options, server bool) error {
+	if opts.Source != nil {
+		if err := checkSource(opts); err != nil {
+			return err
+		}
+	}
 	for _, f := range []struct{ name, val string }{
 		{"CertFile", opts.CertFile}, {"KeyFile", opts.KeyFile}, {"CAFile", opts.CAFile},
 	} {
@@ -337,6 +362,7 @@ const (
 	triggerWatch    = "watch"
 	triggerExplicit = "explicit"
 	triggerRetry    = "retry"
+	triggerSource   = "source"
 )
 
 // Close stops watching the files and unregisters the metrics. Handshakes
@@ -347,6 +373,7 @@ func (c *Credentials) Close() error {
 		if c.watcher != nil {
 			c.closeErr = c.watcher.Close()
 		}
+		c.stopSource()
 		c.reloadMu.Lock()
 		c.closed = true
 		if c.retry != nil {
@@ -452,6 +479,9 @@ func (c *Credentials) ClientHandshake(ctx context.Context, authority string, raw
 }
 
 func (st *state) readFiles() (fileSet, error) {
+	if st.opts.Source != nil {
+		return st.readSource()
+	}
 	var fs fileSet
 	var err error
 	read := func(name, path string) []byte {

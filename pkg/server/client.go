@@ -17,6 +17,10 @@ type ClientConfig struct {
 	// key and the trust bundle the server must chain to. Reloaded when they
 	// change on disk.
 	CertFile, KeyFile, CAFile string
+	// Source, instead of the three files, supplies the certificate, key
+	// and trust bundles: a SPIFFE Workload API source, shared with the
+	// server (see Config.SPIFFESocket). The caller closes it.
+	Source mtlscreds.Source
 	// ServerIdentity is the server's expected principal ("user",
 	// "spiffe://example.org/user"); the connection fails if the server
 	// presents any other. Empty means the DNS name of the target is checked
@@ -54,6 +58,7 @@ func Dial(target string, cfg ClientConfig, opts ...grpc.DialOption) (*Conn, erro
 		CertFile:       cfg.CertFile,
 		KeyFile:        cfg.KeyFile,
 		CAFile:         cfg.CAFile,
+		Source:         cfg.Source,
 		ServerIdentity: cfg.ServerIdentity,
 		Logger:         logger,
 	}
@@ -62,7 +67,11 @@ func Dial(target string, cfg ClientConfig, opts ...grpc.DialOption) (*Conn, erro
 	}
 	creds, err := mtlscreds.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("client credentials for %s (cert %s, key %s, ca %s): %w", target, cfg.CertFile, cfg.KeyFile, cfg.CAFile, err)
+		from := fmt.Sprintf("cert %s, key %s, ca %s", cfg.CertFile, cfg.KeyFile, cfg.CAFile)
+		if cfg.Source != nil {
+			from = cfg.Source.String()
+		}
+		return nil, fmt.Errorf("client credentials for %s (%s): %w", target, from, err)
 	}
 	all := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if cfg.telemetry != nil {

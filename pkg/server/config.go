@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/idwire/idwire/pkg/mtlscreds"
 )
 
 // Config is what every idwire service is started with. Each field has a
@@ -19,8 +21,13 @@ type Config struct {
 	Listen string
 	// CertFile, KeyFile and CAFile are the service's certificate chain, its
 	// key and the trust bundle (--cert/TLS_CERT_FILE, --key/TLS_KEY_FILE,
-	// --ca/TLS_CA_FILE). Required.
+	// --ca/TLS_CA_FILE). Required unless SPIFFESocket is set.
 	CertFile, KeyFile, CAFile string
+	// SPIFFESocket is the SPIFFE Workload API endpoint (a SPIRE agent's
+	// socket, "unix:///run/spire/agent.sock") to take the certificate, key
+	// and trust bundles from instead of CertFile, KeyFile and CAFile
+	// (--spiffe-socket, SPIFFE_ENDPOINT_SOCKET).
+	SPIFFESocket string
 	// CRLFile is an optional revocation list (--crl, TLS_CRL_FILE).
 	CRLFile string
 	// Mode is "strict" (default: every caller must present a certificate) or
@@ -55,6 +62,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.StringVar(&c.CertFile, "cert", Env("TLS_CERT_FILE", ""), "this service's certificate chain, PEM (env TLS_CERT_FILE)")
 	fs.StringVar(&c.KeyFile, "key", Env("TLS_KEY_FILE", ""), "this service's private key, PEM (env TLS_KEY_FILE)")
 	fs.StringVar(&c.CAFile, "ca", Env("TLS_CA_FILE", ""), "trust bundle: the CA certificates callers must chain to (env TLS_CA_FILE)")
+	fs.StringVar(&c.SPIFFESocket, "spiffe-socket", Env(mtlscreds.EndpointSocketEnv, ""), "SPIFFE Workload API endpoint, e.g. unix:///run/spire/agent.sock: take the certificate, key and trust bundles from it instead of --cert, --key and --ca (env "+mtlscreds.EndpointSocketEnv+")")
 	fs.StringVar(&c.CRLFile, "crl", Env("TLS_CRL_FILE", ""), "optional certificate revocation list (env TLS_CRL_FILE)")
 	fs.StringVar(&c.Mode, "mode", Env("MTLS_MODE", "strict"), "strict: every caller needs a certificate; permissive: callers without one may reach allow_unauthenticated methods (env MTLS_MODE)")
 	fs.StringVar(&c.PolicyFile, "policy", Env("AUTHZ_POLICY_FILE", ""), "optional authorization policy overlay, YAML or JSON, hot reloaded (env AUTHZ_POLICY_FILE)")
@@ -89,19 +97,23 @@ func (c *Config) validate() error {
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
 	}
+	files := c.SPIFFESocket == ""
+	if !files && (c.CertFile != "" || c.KeyFile != "" || c.CAFile != "") {
+		errs = append(errs, fmt.Errorf("--spiffe-socket (%s) and --cert, --key, --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE) are alternatives: set one or the other", mtlscreds.EndpointSocketEnv))
+	}
 	for _, f := range []struct {
 		flag, env, path string
 		required        bool
 	}{
-		{"--cert", "TLS_CERT_FILE", c.CertFile, true},
-		{"--key", "TLS_KEY_FILE", c.KeyFile, true},
-		{"--ca", "TLS_CA_FILE", c.CAFile, true},
+		{"--cert", "TLS_CERT_FILE", c.CertFile, files},
+		{"--key", "TLS_KEY_FILE", c.KeyFile, files},
+		{"--ca", "TLS_CA_FILE", c.CAFile, files},
 		{"--crl", "TLS_CRL_FILE", c.CRLFile, false},
 		{"--policy", "AUTHZ_POLICY_FILE", c.PolicyFile, false},
 	} {
 		if f.path == "" {
 			if f.required {
-				errs = append(errs, fmt.Errorf("%s (%s) is required", f.flag, f.env))
+				errs = append(errs, fmt.Errorf("%s (%s) is required (or --spiffe-socket, %s)", f.flag, f.env, mtlscreds.EndpointSocketEnv))
 			}
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/pemfile"
+	"github.com/idwire/idwire/pkg/mtlscreds"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -124,23 +125,38 @@ func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int 
 // that instance: with its own certificate, expecting the server to present a
 // certificate with the same identity. A listen address without a host (":8443",
 // "0.0.0.0:8443") is called on loopback.
+//
+// With --spiffe-socket it calls with its X509-SVID from the Workload API and
+// expects the server to present the same SPIFFE ID.
 func Healthcheck(ctx context.Context, cfg Config) error {
-	if cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
-		return errors.New("--cert, --key and --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE) are required")
+	quiet := slog.New(slog.DiscardHandler)
+	client := ClientConfig{Logger: quiet}
+	var self string
+	if cfg.SPIFFESocket != "" {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		src, err := mtlscreds.NewWorkloadAPISource(wctx, mtlscreds.WorkloadAPIOptions{Addr: cfg.SPIFFESocket, Logger: quiet})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--spiffe-socket %s: %w", cfg.SPIFFESocket, err)
+		}
+		defer src.Close()
+		client.Source, self = src, src.SPIFFEID()
+	} else {
+		if cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
+			return errors.New("--cert, --key and --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE), or --spiffe-socket (SPIFFE_ENDPOINT_SOCKET), are required")
+		}
+		var err error
+		if self, err = certName(cfg.CertFile); err != nil {
+			return fmt.Errorf("--cert %s: %w", cfg.CertFile, err)
+		}
+		client.CertFile, client.KeyFile, client.CAFile = cfg.CertFile, cfg.KeyFile, cfg.CAFile
 	}
-	self, err := certName(cfg.CertFile)
-	if err != nil {
-		return fmt.Errorf("--cert %s: %w", cfg.CertFile, err)
-	}
+	client.ServerIdentity = self
 	target, err := loopbackTarget(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
 	}
-	conn, err := Dial(target, ClientConfig{
-		CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, CAFile: cfg.CAFile,
-		ServerIdentity: self,
-		Logger:         slog.New(slog.DiscardHandler),
-	})
+	conn, err := Dial(target, client)
 	if err != nil {
 		return err
 	}

@@ -66,10 +66,11 @@ type Runtime struct {
 	// Logger logs as the service.
 	Logger *slog.Logger
 
-	cfg   *Config
-	tel   *telemetry
-	mu    sync.Mutex
-	conns []*Conn
+	cfg    *Config
+	tel    *telemetry
+	source *workloadSource
+	mu     sync.Mutex
+	conns  []*Conn
 }
 
 // Dial returns a connection to the idwire service at target that presents
@@ -81,6 +82,7 @@ func (rt *Runtime) Dial(target, peer string) (*Conn, error) {
 		CertFile:       rt.cfg.CertFile,
 		KeyFile:        rt.cfg.KeyFile,
 		CAFile:         rt.cfg.CAFile,
+		Source:         rt.source.orNil(),
 		ServerIdentity: peer,
 		Logger:         rt.Logger,
 		telemetry:      rt.tel,
@@ -110,6 +112,7 @@ type Server struct {
 	cfg     Config
 	logger  *slog.Logger
 	creds   *mtlscreds.Credentials
+	source  *workloadSource // nil with files
 	authz   *authz.Authorizer
 	grpc    *grpc.Server
 	health  *health.Server
@@ -168,17 +171,21 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		meters = noop.NewMeterProvider()
 	}
 	mode, _ := parseMode(cfg.Mode) // validated above
+	if s.source, err = openSource(cfg, logger); err != nil {
+		return nil, err
+	}
 	s.creds, err = mtlscreds.NewServer(mtlscreds.Options{
 		CertFile:      cfg.CertFile,
 		KeyFile:       cfg.KeyFile,
 		CAFile:        cfg.CAFile,
+		Source:        s.source.orNil(),
 		CRLFile:       cfg.CRLFile,
 		Mode:          mode,
 		Logger:        logger,
 		MeterProvider: meters,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loading credentials (--cert %s, --key %s, --ca %s): %w", cfg.CertFile, cfg.KeyFile, cfg.CAFile, err)
+		return nil, fmt.Errorf("loading credentials (%s): %w", credentialsFlags(cfg), err)
 	}
 
 	rules := infrastructureRules()
@@ -197,7 +204,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	s.grpc = grpc.NewServer(opts...)
-	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: logger, cfg: &s.cfg, tel: s.tel}
+	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: logger, cfg: &s.cfg, tel: s.tel, source: s.source}
 	if err := svc.Register(s.rt); err != nil {
 		return nil, fmt.Errorf("registering %s: %w", svc.Name, err)
 	}
@@ -281,7 +288,11 @@ func (s *Server) Serve() error {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.logger.Info("serving", "addr", s.lis.Addr().String(), "metrics", s.cfg.MetricsListen, "mode", s.cfg.Mode)
+	metrics := "" // the bound address, so that port 0 can be found
+	if s.metLis != nil {
+		metrics = s.metLis.Addr().String()
+	}
+	s.logger.Info("serving", "addr", s.lis.Addr().String(), "metrics", metrics, "mode", s.cfg.Mode)
 	err := s.grpc.Serve(s.lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -355,6 +366,9 @@ func (s *Server) release(ctx context.Context) {
 	}
 	if s.creds != nil {
 		_ = s.creds.Close()
+	}
+	if s.source != nil {
+		_ = s.source.Close() // after every credentials built on it
 	}
 	if s.tel != nil {
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -1,0 +1,193 @@
+package mtlscreds
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/fakeagent"
+	"github.com/idwire/idwire/internal/logbuf"
+)
+
+func newWorkloadSource(t *testing.T, a *fakeagent.Agent, log *logbuf.Buffer) *WorkloadAPISource {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	opts := WorkloadAPIOptions{Addr: a.Addr(), MaxRetryDelay: time.Second, Logger: discard()}
+	if log != nil {
+		opts.Logger = slog.New(slog.NewTextHandler(log, nil))
+	}
+	src, err := NewWorkloadAPISource(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+// TestWorkloadAPISource serves with credentials from the Workload API and
+// follows what the agent does: a rotation is used by the next handshake,
+// a federated trust domain's workloads are accepted, and while the agent
+// is gone the last SVID keeps serving until the agent is back.
+func TestWorkloadAPISource(t *testing.T) {
+	const partnerDomain = "partner.example"
+	own := newAuthority(t)
+	partner, err := ca.New(ca.Options{TrustDomain: partnerDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := fakeagent.New(t)
+	first := issue(t, own, "order")
+	agent.Set(first, own, map[string]*x509.Certificate{partnerDomain: partner.Root})
+	logs := &logbuf.Buffer{}
+	src := newWorkloadSource(t, agent, logs)
+	if got, want := src.SPIFFEID(), "spiffe://"+trustDomain+"/order"; got != want {
+		t.Fatalf("SPIFFEID() = %q, want %q", got, want)
+	}
+	srvCreds, err := NewServer(withLogger(Options{Source: src}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srvCreds.Close() })
+	srv := startServer(t, ServerOptions(srvCreds)...)
+
+	// A caller of our own trust domain and one of the federated partner,
+	// both checking the server by its SPIFFE ID.
+	callers := map[string]*grpc.ClientConn{}
+	clients := map[string]*Credentials{}
+	for name, a := range map[string]*ca.Authority{"frontend": own, "partner": partner} {
+		f := newFiles(t)
+		f.write(t, issue(t, a, name), own.Root, partner.Root)
+		o := f.options(false)
+		o.ServerIdentity = "spiffe://" + trustDomain + "/order"
+		cli, err := NewClient(withLogger(o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		clients[name] = cli
+		callers[name] = dial(t, srv.addr, cli, "")
+	}
+	for name, cc := range callers {
+		got, err := check(cc)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got.SerialNumber.Cmp(first.Cert.SerialNumber) != 0 {
+			t.Fatalf("%s: server presented serial %x, want the SVID's %x", name, got.SerialNumber, first.Cert.SerialNumber)
+		}
+	}
+	if id := srv.last.Load().Identity; id == nil || !strings.HasPrefix(id.SPIFFEID(), "spiffe://") {
+		t.Fatalf("server saw caller %v, want a SPIFFE ID", id)
+	}
+
+	// Rotation: a new key and certificate, used by new connections.
+	second := issue(t, own, "order")
+	agent.Set(second, own, map[string]*x509.Certificate{partnerDomain: partner.Root})
+	eventually(t, "the rotated SVID in use", func() bool {
+		return srvCreds.cur.Load().leaf.SerialNumber.Cmp(second.Cert.SerialNumber) == 0
+	})
+	got, err := check(dial(t, srv.addr, clients["frontend"], ""))
+	if err != nil || got.SerialNumber.Cmp(second.Cert.SerialNumber) != 0 {
+		t.Fatalf("after rotation: serial %v, %v; want %x", got.SerialNumber, err, second.Cert.SerialNumber)
+	}
+	// The connections opened before still work.
+	for name, cc := range callers {
+		if _, err := check(cc); err != nil {
+			t.Fatalf("%s after rotation: %v", name, err)
+		}
+	}
+
+	// The agent goes away: the last SVID keeps serving new connections.
+	agent.Stop()
+	eventually(t, "the outage logged", func() bool {
+		return strings.Contains(logs.String(), "keeping the last X509-SVID")
+	})
+	if _, err := check(dial(t, srv.addr, clients["frontend"], "")); err != nil {
+		t.Fatalf("while the agent is down: %v", err)
+	}
+	// It comes back with a newer SVID, which is taken.
+	third := issue(t, own, "order")
+	agent.Set(third, own, nil)
+	agent.Start(t)
+	eventually(t, "the SVID after the restart in use", func() bool {
+		return srvCreds.cur.Load().leaf.SerialNumber.Cmp(third.Cert.SerialNumber) == 0
+	})
+	// The partner's federation is gone with that update: its new
+	// connections are refused.
+	if _, err := check(dial(t, srv.addr, clients["partner"], "")); err == nil {
+		t.Error("partner accepted after its trust domain's bundle was removed")
+	}
+}
+
+// TestWorkloadAPISourceRefusals covers what must fail, and how: no
+// identity from the agent, no agent at all, a source together with files,
+// and an update that does not verify, which is skipped.
+func TestWorkloadAPISourceRefusals(t *testing.T) {
+	t.Run("no identity issued", func(t *testing.T) {
+		agent := fakeagent.New(t) // nothing set: PermissionDenied
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := NewWorkloadAPISource(ctx, WorkloadAPIOptions{Addr: agent.Addr(), Logger: discard()})
+		if err == nil || !strings.Contains(err.Error(), "no identity issued") || !strings.Contains(err.Error(), agent.Socket()) {
+			t.Fatalf("err = %v, want the agent's refusal and its address", err)
+		}
+	})
+	t.Run("no agent", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		sock := filepath.Join(t.TempDir(), "none.sock")
+		_, err := NewWorkloadAPISource(ctx, WorkloadAPIOptions{Addr: sock, Logger: discard()})
+		if err == nil || !strings.Contains(err.Error(), "unix://"+sock) {
+			t.Fatalf("err = %v, want one naming unix://%s", err, sock)
+		}
+	})
+	t.Run("no address", func(t *testing.T) {
+		t.Setenv(EndpointSocketEnv, "")
+		_, err := NewWorkloadAPISource(context.Background(), WorkloadAPIOptions{})
+		if err == nil || !strings.Contains(err.Error(), EndpointSocketEnv) {
+			t.Fatalf("err = %v, want one naming %s", err, EndpointSocketEnv)
+		}
+	})
+
+	own := newAuthority(t)
+	agent := fakeagent.New(t)
+	good := issue(t, own, "order")
+	agent.Set(good, own, nil)
+	src := newWorkloadSource(t, agent, nil)
+
+	t.Run("source and files", func(t *testing.T) {
+		_, err := NewServer(withLogger(Options{Source: src, CertFile: "tls.crt"}))
+		if err == nil || !strings.Contains(err.Error(), "Options.Source") {
+			t.Fatalf("err = %v, want one saying Source replaces the files", err)
+		}
+	})
+
+	t.Run("bad update kept out", func(t *testing.T) {
+		o := withLogger(Options{Source: src})
+		ob := observe(&o)
+		creds, err := NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer creds.Close()
+		// An SVID from a CA the bundle does not hold.
+		agent.Set(issue(t, newAuthority(t), "order"), own, nil)
+		eventually(t, "the rejected update counted", func() bool {
+			return ob.sum(t, "idwire.mtlscreds.reloads", "result=failure") > 0
+		})
+		if got := creds.cur.Load().leaf.SerialNumber; got.Cmp(good.Cert.SerialNumber) != 0 {
+			t.Fatalf("serving serial %x, want the last good %x", got, good.Cert.SerialNumber)
+		}
+		if l := ob.log.String(); !strings.Contains(l, "X509-SVID from SPIFFE Workload API "+agent.Addr()) {
+			t.Errorf("the rejection does not name the source:\n%s", l)
+		}
+	})
+}
