@@ -51,6 +51,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/idwire/idwire/internal/filewatch"
+	"github.com/idwire/idwire/internal/logsample"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -158,6 +159,9 @@ type Options struct {
 
 	// now replaces time.Now in tests.
 	now func() time.Time
+	// refusalLogInterval samples the refused-handshake log (see
+	// handshakeFailed); zero means logsample.DefaultInterval.
+	refusalLogInterval time.Duration
 }
 
 // Credentials are reloadable mTLS transport credentials. They implement
@@ -191,6 +195,7 @@ type state struct {
 	watching   bool // set before the watcher starts
 
 	metrics *metrics
+	sample  *logsample.Sampler // of refused handshakes' log lines
 	watcher *filewatch.Watcher
 
 	closeOnce sync.Once
@@ -217,6 +222,7 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 		now:     opts.now,
 		peerEKU: x509.ExtKeyUsageServerAuth,
 		ownEKU:  x509.ExtKeyUsageClientAuth,
+		sample:  logsample.New(opts.refusalLogInterval, opts.now),
 	}
 	if server {
 		st.side = "server"
