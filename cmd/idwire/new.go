@@ -323,13 +323,21 @@ func (s *scaffold) editCompose(doc []byte) ([]byte, error) {
 	}
 	names = slices.Insert(names, at, s.Name)
 	text = strings.Replace(text, m[0], m[1]+strings.Join(names, ",")+`"`, 1)
-	out, err := insertBefore([]byte(text), "      - frontend-tls:/idwire/frontend", fmt.Sprintf("      - %s-tls:/idwire/%s\n", s.Name, s.Name))
-	if err != nil {
-		return nil, err
+	// Lists of names in commands (the renewer's): the new one before the callers.
+	text = strings.ReplaceAll(text, `"frontend", "admin"]`, fmt.Sprintf(`%q, "frontend", "admin"]`, s.Name))
+	// Every list of the identity folders init (and the renewer) mount.
+	mount := regexp.MustCompile(`(?m)^(\s*)- frontend-tls:/idwire/frontend\s*$`)
+	if !mount.MatchString(text) {
+		return nil, errors.New("no frontend-tls:/idwire/frontend mount to add the new volume before")
 	}
-	if out, err = insertBefore(out, "  frontend-tls:", fmt.Sprintf("  %s-tls:\n", s.Name)); err != nil {
-		return nil, err
+	text = mount.ReplaceAllString(text, fmt.Sprintf("${1}- %s-tls:/idwire/%s\n$0", s.Name, s.Name))
+	// The top-level volume.
+	volume := regexp.MustCompile(`(?m)^  frontend-tls:\s*$`)
+	loc := volume.FindStringIndex(text)
+	if loc == nil {
+		return nil, errors.New("no top-level frontend-tls volume to add the new one before")
 	}
+	out := []byte(text[:loc[0]] + fmt.Sprintf("  %s-tls:\n", s.Name) + text[loc[0]:])
 	// The service, before the demo.
 	var b strings.Builder
 	fmt.Fprintf(&b, "  %s:\n    <<: *idwire\n    entrypoint: [\"/usr/local/bin/%s\"]\n    environment:\n      <<: *tls-env\n      LISTEN_ADDR: \":%d\"\n", s.Name, s.Name, s.Port)
@@ -338,14 +346,19 @@ func (s *scaffold) editCompose(doc []byte) ([]byte, error) {
 	}
 	fmt.Fprintf(&b, "    volumes: [\"%s-tls:/etc/idwire/tls:ro\"]\n    healthcheck:\n      <<: *healthcheck\n      test: [\"CMD\", \"/usr/local/bin/%s\", \"healthcheck\"]\n    depends_on:\n", s.Name, s.Name)
 	if len(s.Calls) == 0 {
-		b.WriteString("      init: {condition: service_completed_successfully}\n")
+		// Certificates first: from the renewer when there is one.
+		if strings.Contains(string(out), "\n  renewer:\n") {
+			b.WriteString("      renewer: {condition: service_healthy}\n")
+		} else {
+			b.WriteString("      init: {condition: service_completed_successfully}\n")
+		}
 	}
 	for _, c := range s.Calls {
 		fmt.Fprintf(&b, "      %s: {condition: service_healthy}\n", c.Name)
 	}
 	b.WriteString("\n")
 	demo := regexp.MustCompile(`(?m)^((?:  #.*\n)*)  demo:\n`)
-	loc := demo.FindIndex(out)
+	loc = demo.FindIndex(out)
 	if loc == nil {
 		return nil, errors.New("no demo service to add the new one before")
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,17 @@ import (
 
 // fileSet is the raw content of the files, kept to tell a change from a
 // watch event that changed nothing.
-type fileSet struct{ cert, key, ca, crl []byte }
+type fileSet struct {
+	cert, key, ca, crl []byte
+	// caTrustDomains is the trust domain of each root of ca (by DER), from
+	// a Source whose bundles come per trust domain (the SPIFFE Workload
+	// API); it wins over the root's own URI SAN. Nil for files.
+	caTrustDomains map[string]string
+}
 
 func (f *fileSet) equal(g *fileSet) bool {
 	return bytes.Equal(f.cert, g.cert) && bytes.Equal(f.key, g.key) &&
-		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl)
+		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl) && maps.Equal(f.caTrustDomains, g.caTrustDomains)
 }
 
 // snapshot is one validated set of credentials. It is never modified after
@@ -127,7 +134,7 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		roots: roots,
 	}
 	s.pool = pool
-	s.trustDomains = rootTrustDomains(roots, o.TrustDomain)
+	s.trustDomains = rootTrustDomains(roots, o.TrustDomain, f.caTrustDomains)
 	if s.trustDomains == nil && len(roots) > 1 {
 		st.log.Warn("mtlscreds: no root in the CA file names a trust domain, so any of them may vouch for any SPIFFE ID; give the roots a URI SAN spiffe://TRUST-DOMAIN or set Options.TrustDomain",
 			"file", o.CAFile, "roots", len(roots))
