@@ -29,6 +29,7 @@ Rotate the trust bundle DIR/ca.crt without ever breaking a handshake:
                   drop expired roots and retired roots no unexpired certificate chains to
   list            show the roots of the bundle
 `)
+		printExamples(e.stdout, c.name)
 		return exitOK
 	case "add":
 		return bundleAdd(e, &command{name: "bundle add", args: "--dir DIR FILE...", summary: c.summary}, args[1:])

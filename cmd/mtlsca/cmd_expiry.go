@@ -8,8 +8,8 @@ import (
 )
 
 // runExpiry is for cron and CI: exit 0 when every certificate of every file
-// is fine, 1 when one expires within --warn, 2 when one has expired or a file
-// cannot be read. Without --warn the window is a third of each certificate's
+// is fine, 4 when one expires within --warn, 1 when a file cannot be read, 3
+// when one has expired (the worst of these wins). Without --warn the window is a third of each certificate's
 // lifetime: a certificate that renewal (at two thirds) should have replaced.
 func runExpiry(e *env, c *command, args []string) int {
 	fs := c.flags()
@@ -25,7 +25,7 @@ func runExpiry(e *env, c *command, args []string) int {
 		certs, err := pemfile.ReadCerts(f)
 		if err != nil {
 			fmt.Fprintf(e.stdout, "ERROR    %s: %v\n", f, err)
-			worst = max(worst, exitExpired)
+			worst = worse(worst, exitFailed)
 			continue
 		}
 		// The certificate that expires first decides (a leaf's intermediate can expire too).
@@ -39,11 +39,11 @@ func runExpiry(e *env, c *command, args []string) int {
 			s, l := exitOK, "OK"
 			switch left := cert.NotAfter.Sub(now); {
 			case left <= 0:
-				s, l = exitExpired, "EXPIRED"
+				s, l = exitInvalid, "EXPIRED"
 			case left <= window:
-				s, l = exitFailed, "WARN"
+				s, l = exitExpiring, "WARN"
 			}
-			if s > status || (s == status && cert.NotAfter.Before(first.NotAfter)) {
+			if severity(s) > severity(status) || (s == status && cert.NotAfter.Before(first.NotAfter)) {
 				status, label, first = s, l, cert
 			}
 		}
@@ -53,7 +53,29 @@ func runExpiry(e *env, c *command, args []string) int {
 			when = "expired " + formatDuration(left) + " ago"
 		}
 		fmt.Fprintf(e.stdout, "%-8s %s: %s %s (%s)\n", label, f, first.Subject.CommonName, when, first.NotAfter.UTC().Format(time.RFC3339))
-		worst = max(worst, status)
+		worst = worse(worst, status)
 	}
 	return worst
+}
+
+// severity orders expiry's exit codes, which are not in order: an expired
+// certificate breaks handshakes now, an unreadable file may hide one, and
+// one that expires soon only needs renewing.
+func severity(code int) int {
+	switch code {
+	case exitInvalid:
+		return 3
+	case exitFailed:
+		return 2
+	case exitExpiring:
+		return 1
+	}
+	return 0
+}
+
+func worse(a, b int) int {
+	if severity(b) > severity(a) {
+		return b
+	}
+	return a
 }

@@ -75,7 +75,7 @@ func runInspect(e *env, c *command, args []string) int {
 		certs, err := pemfile.ReadCerts(f)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca inspect: %v\n", err)
-			return exitUsage
+			return exitFailed
 		}
 		for i, cert := range certs {
 			all = append(all, describe(f, i, cert, now))

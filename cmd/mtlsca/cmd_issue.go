@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,12 +18,14 @@ func runIssue(e *env, c *command, args []string) int {
 		dns      []string
 		ttl      = ca.DefaultLeafTTL
 		kt       ca.KeyType
+		force    bool
 	)
 	fs.StringVar(&dir, "dir", "", "CA `directory` (required)")
 	fs.StringVar(&out, "out", "", "`folder` for tls.crt, tls.key and ca.crt (default DIR/NAME)")
 	fs.Var(listFlag{&dns}, "dns", "extra DNS SAN `name`; repeat or separate with commas")
 	fs.Var(durationFlag{&ttl}, "ttl", "certificate `lifetime`, at least 5m")
 	fs.Var(keyTypeFlag{&kt}, "key-type", "`key type` of the new key (default: the CA's)")
+	fs.BoolVar(&force, "force", false, "replace an existing tls.key and tls.crt in the output folder")
 	pos, code, ok := e.parse(c, fs, args, 1, 1)
 	if !ok {
 		return code
@@ -53,6 +57,13 @@ func runIssue(e *env, c *command, args []string) int {
 	if err := os.MkdirAll(out, 0o700); err != nil {
 		return e.fail(c, err) // names the folder
 	}
+	// A key another process still serves with is not ours to overwrite by
+	// a mistyped NAME or --out; renew is the command that replaces keys.
+	if !force {
+		if err := refuseExisting(out); err != nil {
+			return e.fail(c, err)
+		}
+	}
 	leaf, err := s.Issue(ca.IssueRequest{Name: name, DNSNames: dns, TTL: ttl, KeyType: kt, Now: e.now()})
 	if err != nil {
 		return e.fail(c, err)
@@ -64,4 +75,17 @@ func runIssue(e *env, c *command, args []string) int {
 		ca.FormatSerial(leaf.Cert.SerialNumber), leaf.Cert.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(e.stdout, "wrote %s, %s, %s\n", filepath.Join(out, ca.CertFile), filepath.Join(out, ca.KeyFile), filepath.Join(out, ca.BundleFile))
 	return exitOK
+}
+
+// refuseExisting reports the first leaf file of dir that already exists.
+func refuseExisting(dir string) error {
+	for _, f := range []string{ca.KeyFile, ca.CertFile} {
+		p := filepath.Join(dir, f)
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%s already exists; use --force to replace it (or mtlsca renew)", p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

@@ -57,12 +57,12 @@ func runVerify(e *env, c *command, args []string) int {
 	roots, err := pemfile.ReadCerts(bundlePath)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mtlsca verify: --ca: %v\n", err)
-		return exitUsage
+		return exitFailed
 	}
 	certs, err := pemfile.ReadCerts(file)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "mtlsca verify: %v\n", err)
-		return exitUsage
+		return exitFailed
 	}
 	// nil means no revocation check; every list of the file counts, as in
 	// a service's CRLFile.
@@ -81,7 +81,7 @@ func runVerify(e *env, c *command, args []string) int {
 		}
 		if err != nil {
 			fmt.Fprintf(e.stderr, "mtlsca verify: --crl %s: %v\n", crlPath, err)
-			return exitUsage
+			return exitFailed
 		}
 	}
 	checks := verifyChecks(certs, mtlscreds.PeerOptions{Roots: roots, CRLs: crls, TrustDomain: trustDomain, Now: e.now()}, ekus, dns, spiffeID)
@@ -104,7 +104,7 @@ func runVerify(e *env, c *command, args []string) int {
 	}
 	if failed > 0 {
 		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", printable(file), failed, counted)
-		return exitFailed
+		return exitInvalid
 	}
 	fmt.Fprintf(e.stdout, "%s: valid\n", printable(file))
 	return exitOK

@@ -3,9 +3,10 @@
 // name each service, revokes them, checks certificates for what is wrong
 // with them, and rotates the trust bundle. See docs/ca.md.
 //
-// Exit codes: 0 success; 1 the command failed (verify: the certificate is
-// invalid; expiry: one expires within the window); 2 bad usage, an unreadable
-// input, or (expiry) a certificate that has expired.
+// Exit codes: 0 success; 1 the command failed (an unreadable input, a CA
+// error, a key issue will not replace); 2 bad usage; 3 the certificate is
+// invalid (verify) or has expired (expiry); 4 (expiry) one expires within the
+// window.
 package main
 
 import (

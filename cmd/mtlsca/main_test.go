@@ -209,7 +209,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"renew never issued", []string{"renew", "payment", "--dir", good}, 1, "issue the certificate first"},
 		{"renew bad fraction", []string{"renew", "order", "--dir", good, "--fraction", "2"}, 2, "--fraction"},
 		{"verify without --ca", []string{"verify", filepath.Join(good, "order", "tls.crt")}, 2, "--ca is required"},
-		{"verify unreadable bundle", []string{"verify", "--ca", filepath.Join(base, "nope.crt"), filepath.Join(good, "order", "tls.crt")}, 2, "--ca: open"},
+		{"verify unreadable bundle", []string{"verify", "--ca", filepath.Join(base, "nope.crt"), filepath.Join(good, "order", "tls.crt")}, 1, "--ca: open"},
 		{"verify bad usage", []string{"verify", "--ca", filepath.Join(good, "ca.crt"), "--usage", "email", filepath.Join(good, "order", "tls.crt")}, 2, "--usage"},
 		{"expiry bad window", []string{"expiry", "--warn", "14x", filepath.Join(good, "order", "tls.crt")}, 2, `invalid value "14x" for flag -warn`},
 		{"bundle add a leaf", []string{"bundle", "add", "--dir", good, filepath.Join(good, "order", "tls.crt")}, 1, "not a CA certificate"},
@@ -274,7 +274,7 @@ func TestInspect(t *testing.T) {
 	if !infos[1].IsCA {
 		t.Error("second certificate should be the intermediate")
 	}
-	if code, _, errs := c.run("inspect", filepath.Join(dir, "order", "tls.key")); code != 2 || !strings.Contains(errs, "no PEM CERTIFICATE block") {
+	if code, _, errs := c.run("inspect", filepath.Join(dir, "order", "tls.key")); code != 1 || !strings.Contains(errs, "no PEM CERTIFICATE block") {
 		t.Errorf("inspecting a key: exit %d, %q", code, errs)
 	}
 }
@@ -337,23 +337,23 @@ func TestVerifySaysWhatFailed(t *testing.T) {
 		{"good", []string{"--ca", bundle, good}, 0, "tls.crt: valid"},
 		{"good, both sides", []string{"--ca", bundle, good}, 0, "ok    client     accepted as order (spiffe://example.org/order)"},
 		{"flags after the file", []string{good, "--ca", bundle, "--spiffe-id", "spiffe://example.org/order", "--dns", "order"}, 0, "ok    identity   order (spiffe://example.org/order)"},
-		{"other CA", []string{"--ca", filepath.Join(other, "ca.crt"), good}, 1, "FAIL  server     an idwire client refuses it (unknown_authority)"},
-		{"expired", []string{"--ca", bundle, expired}, 1, "FAIL  client     an idwire server refuses it (expired)"},
-		{"not yet valid", []string{"--ca", bundle, future}, 1, "(not_yet_valid)"},
-		{"no clientAuth", []string{"--ca", bundle, serverOnly}, 1, "FAIL  client     an idwire server refuses it (ext_key_usage)"},
+		{"other CA", []string{"--ca", filepath.Join(other, "ca.crt"), good}, 3, "FAIL  server     an idwire client refuses it (unknown_authority)"},
+		{"expired", []string{"--ca", bundle, expired}, 3, "FAIL  client     an idwire server refuses it (expired)"},
+		{"not yet valid", []string{"--ca", bundle, future}, 3, "(not_yet_valid)"},
+		{"no clientAuth", []string{"--ca", bundle, serverOnly}, 3, "FAIL  client     an idwire server refuses it (ext_key_usage)"},
 		{"server usage only", []string{"--ca", bundle, "--usage", "server", serverOnly}, 0, "valid"},
 		// Go's verifier takes anyExtendedKeyUsage for every usage; the
 		// services do not, and verify says what they say.
-		{"anyExtendedKeyUsage", []string{"--ca", bundle, anyEKU}, 1, "FAIL  server     an idwire client refuses it (ext_key_usage)"},
-		{"CA leaf", []string{"--ca", bundle, caLeaf}, 1, "(leaf_is_ca)"},
-		{"two URI SANs", []string{"--ca", bundle, twoURIs}, 1, "(bad_identity)"},
+		{"anyExtendedKeyUsage", []string{"--ca", bundle, anyEKU}, 3, "FAIL  server     an idwire client refuses it (ext_key_usage)"},
+		{"CA leaf", []string{"--ca", bundle, caLeaf}, 3, "(leaf_is_ca)"},
+		{"two URI SANs", []string{"--ca", bundle, twoURIs}, 3, "(bad_identity)"},
 		// The services take a CN and DNS name without a SPIFFE ID.
 		{"no SPIFFE ID", []string{"--ca", bundle, noSPIFFE}, 0, "ok    client     accepted as nospiffe"},
-		{"wrong SPIFFE ID", []string{"--ca", bundle, "--spiffe-id", "spiffe://example.org/payment", good}, 1, "SPIFFE ID is spiffe://example.org/order, want spiffe://example.org/payment"},
-		{"wrong DNS", []string{"--ca", bundle, "--dns", "payment", good}, 1, `no DNS SAN matches "payment"`},
-		{"revoked", []string{"--ca", bundle, "--crl", crl, good}, 1, "FAIL  client     an idwire server refuses it (revoked)"},
+		{"wrong SPIFFE ID", []string{"--ca", bundle, "--spiffe-id", "spiffe://example.org/payment", good}, 3, "SPIFFE ID is spiffe://example.org/order, want spiffe://example.org/payment"},
+		{"wrong DNS", []string{"--ca", bundle, "--dns", "payment", good}, 3, `no DNS SAN matches "payment"`},
+		{"revoked", []string{"--ca", bundle, "--crl", crl, good}, 3, "FAIL  client     an idwire server refuses it (revoked)"},
 		{"not revoked", []string{"--ca", bundle, "--crl", crl, readyLeaf(t, c, dir, "user")}, 0, "ok    server     accepted as user (spiffe://example.org/user), not revoked"},
-		{"unreadable CRL", []string{"--ca", bundle, "--crl", bundle, good}, 2, "--crl"},
+		{"unreadable CRL", []string{"--ca", bundle, "--crl", bundle, good}, 1, "--crl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := c.run(append([]string{"verify"}, tc.args...)...)
@@ -364,14 +364,14 @@ func TestVerifySaysWhatFailed(t *testing.T) {
 	}
 	// A day later the 5-minute CRL is stale.
 	code, out, _ := cli{t: t, now: time.Now().Add(time.Hour)}.run("verify", "--ca", bundle, "--crl", stale, good)
-	if code != 1 || !strings.Contains(out, "(revocation_unknown)") || !strings.Contains(out, "is stale") {
+	if code != 3 || !strings.Contains(out, "(revocation_unknown)") || !strings.Contains(out, "is stale") {
 		t.Errorf("stale CRL: exit %d\n%s", code, out)
 	}
 	// A CRL signed by another CA is refused.
 	otherCRL := filepath.Join(t.TempDir(), "other.pem")
 	c.ok("crl", "--dir", other, "--out", otherCRL)
 	code, out, _ = c.run("verify", "--ca", bundle, "--crl", otherCRL, readyLeaf(t, c, dir, "payment"))
-	if code != 1 || !strings.Contains(out, "no CRL in the CRL file is signed by its issuer") {
+	if code != 3 || !strings.Contains(out, "no CRL in the CRL file is signed by its issuer") {
 		t.Errorf("CRL of another CA: exit %d\n%s", code, out)
 	}
 }
@@ -403,13 +403,13 @@ func TestExpiryExitCodes(t *testing.T) {
 	}{
 		{"all fine", 0, []string{"--warn", "30m", day, hour}, 0, []string{"OK       " + day, "OK       " + hour}},
 		{"default window is a third of the lifetime", 0, []string{day, hour}, 0, nil},
-		{"one within the window", 0, []string{"--warn", "2h", day, hour}, 1, []string{"OK       " + day, "WARN     " + hour + ": hour expires in"}},
-		{"days", 0, []string{"--warn", "14d", day}, 1, []string{"WARN"}},
-		{"default window, past two thirds", 17 * time.Hour, []string{day}, 1, []string{"WARN"}},
-		{"one expired", 2 * time.Hour, []string{"--warn", "1h", day, hour}, 2, []string{"OK       " + day, "EXPIRED  " + hour + ": hour expired 1h 0m ago"}},
-		{"unreadable", 0, []string{"--warn", "1m", day, garbage}, 2, []string{"ERROR    " + garbage + ": " + garbage + ": no PEM CERTIFICATE block found"}},
-		{"missing", 0, []string{day, filepath.Join(dir, "nope.crt")}, 2, []string{"no such file"}},
-		{"flags after files", 0, []string{day, hour, "--warn", "2h"}, 1, []string{"WARN"}},
+		{"one within the window", 0, []string{"--warn", "2h", day, hour}, 4, []string{"OK       " + day, "WARN     " + hour + ": hour expires in"}},
+		{"days", 0, []string{"--warn", "14d", day}, 4, []string{"WARN"}},
+		{"default window, past two thirds", 17 * time.Hour, []string{day}, 4, []string{"WARN"}},
+		{"one expired", 2 * time.Hour, []string{"--warn", "1h", day, hour}, 3, []string{"OK       " + day, "EXPIRED  " + hour + ": hour expired 1h 0m ago"}},
+		{"unreadable", 0, []string{"--warn", "1m", day, garbage}, 1, []string{"ERROR    " + garbage + ": " + garbage + ": no PEM CERTIFICATE block found"}},
+		{"missing", 0, []string{day, filepath.Join(dir, "nope.crt")}, 1, []string{"no such file"}},
+		{"flags after files", 0, []string{day, hour, "--warn", "2h"}, 4, []string{"WARN"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := cli{t: t, now: t0.Add(tc.at)}.run(append([]string{"expiry"}, tc.args...)...)
@@ -699,7 +699,7 @@ func TestVerifyBindsTrustDomains(t *testing.T) {
 		return path
 	}
 	code, out, _ := c.run("verify", "--ca", bundle, leaf("admin", "spiffe://example.org/admin"))
-	if code != 1 || !strings.Contains(out, "(trust_domain)") {
+	if code != 3 || !strings.Contains(out, "(trust_domain)") {
 		t.Errorf("a partner's certificate with our SPIFFE ID: exit %d\n%s", code, out)
 	}
 	c.ok("verify", "--ca", bundle, leaf("client", "spiffe://partner.example/client"))
@@ -736,7 +736,7 @@ func TestVerifyBindsTrustDomains(t *testing.T) {
 	if err := os.WriteFile(leafPath, pemfile.EncodeCerts(l.Cert), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, _ := c.run("verify", "--ca", mixed, leafPath); code != 1 || !strings.Contains(out, "(trust_domain)") {
+	if code, out, _ := c.run("verify", "--ca", mixed, leafPath); code != 3 || !strings.Contains(out, "(trust_domain)") {
 		t.Errorf("a SPIFFE ID from a root without trust domain: exit %d\n%s", code, out)
 	}
 	c.ok("verify", "--ca", mixed, "--trust-domain", "example.org", leafPath)

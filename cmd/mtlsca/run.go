@@ -10,13 +10,23 @@ import (
 	"time"
 )
 
-// Exit codes, shared by every subcommand.
+// Exit codes, shared by every subcommand, each with one meaning so a script
+// can tell a typo in its own command line from a certificate that is bad.
 const (
-	exitOK      = 0
-	exitFailed  = 1 // the command failed; verify: invalid; expiry: expires within the window
-	exitUsage   = 2 // bad flags or arguments; an unreadable input; expiry: expired
-	exitExpired = 2
+	exitOK       = 0
+	exitFailed   = 1 // the command failed: an unreadable input, a CA error, an existing file
+	exitUsage    = 2 // bad flags or arguments
+	exitInvalid  = 3 // verify: the certificate is invalid; expiry: one has expired
+	exitExpiring = 4 // expiry: one expires within the window
 )
+
+// exitCodes is the table the top-level help and docs/ca.md print.
+const exitCodes = `Exit codes:
+  0  success (verify: valid; expiry: all fine)
+  1  the command failed: an unreadable input, a CA error, a file it will not replace
+  2  bad usage: unknown command or flag, bad value, missing argument
+  3  the certificate is invalid (verify) or has expired (expiry)
+  4  expiry: a certificate expires within the window`
 
 // env is what a subcommand runs with; tests replace now.
 type env struct {
@@ -37,15 +47,16 @@ var commands []*command
 func init() {
 	commands = []*command{
 		{"init", "--dir DIR --trust-domain TD [--key-type T]", "create a root CA and an issuing intermediate in DIR", runInit},
-		{"issue", "NAME --dir DIR [--out OUTDIR] [--dns NAME]... [--ttl 24h]", "issue a leaf certificate for NAME (tls.crt, tls.key, ca.crt)", runIssue},
+		{"issue", "NAME --dir DIR [--out OUTDIR] [--dns NAME]... [--ttl 24h] [--force]", "issue a leaf certificate for NAME (tls.crt, tls.key, ca.crt)", runIssue},
 		{"renew", "NAME... --dir DIR [--out OUTDIR] [--force] [--watch]", "re-issue certificates past 2/3 of their lifetime, with a fresh key", runRenew},
 		{"revoke", "(NAME | --serial HEX) --dir DIR [--reason R]", "revoke a certificate and rewrite DIR/crl.pem", runRevoke},
 		{"crl", "--dir DIR [--out FILE] [--next-update 24h]", "write the signed CRLs of the revoked certificates (one per trusted intermediate)", runCRL},
 		{"inspect", "FILE [--json]", "show what a certificate says and how long it has left", runInspect},
 		{"verify", "--ca BUNDLE [--crl FILE] FILE", "check a certificate as the services do: chain, validity, usages, identity, revocation", runVerify},
-		{"expiry", "[--warn 14d] FILE...", "exit 0 if all are fine, 1 if one expires within the window, 2 if one expired", runExpiry},
+		{"expiry", "[--warn 14d] FILE...", "exit 0 if all are fine, 4 if one expires within the window, 3 if one expired", runExpiry},
 		{"bootstrap", "--dir DIR --trust-domain TD --services a,b,c", "create the CA if missing and issue or renew every service (idempotent)", runBootstrap},
 		{"bundle", "add|prune|roll|list --dir DIR ...", "rotate the trust bundle: overlap, roll, prune", runBundle},
+		{"version", "", "print the version of mtlsca", runVersion},
 		{"help", "[COMMAND]", "show help", runHelp},
 	}
 }
@@ -83,13 +94,19 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'mtlsca COMMAND -h' for the flags of a command.")
-	fmt.Fprintln(w, "Exit codes: 0 ok; 1 failed (verify: invalid; expiry: expires soon); 2 usage error, unreadable input, expired.")
+	fmt.Fprintln(w, "\nRun 'mtlsca COMMAND -h' for the flags and examples of a command.")
+	fmt.Fprintln(w, "\n"+exitCodes)
 }
 
-func runHelp(e *env, _ *command, args []string) int {
+func runHelp(e *env, c *command, args []string) int {
 	if len(args) == 0 {
 		usage(e.stdout)
+		return exitOK
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprintf(e.stdout, "Usage: mtlsca help %s\n\n%s.\n", c.args, capitalize(c.summary))
+		printExamples(e.stdout, c.name)
 		return exitOK
 	}
 	for _, c := range commands {
@@ -115,9 +132,13 @@ func (e *env) parse(c *command, fs *flag.FlagSet, args []string, minPos, maxPos 
 	for {
 		err := fs.Parse(args)
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(e.stdout, "Usage: mtlsca %s %s\n\n%s.\n\nFlags:\n", c.name, c.args, capitalize(c.summary))
-			fs.SetOutput(e.stdout)
-			fs.PrintDefaults()
+			fmt.Fprintf(e.stdout, "Usage: mtlsca %s %s\n\n%s.\n", c.name, c.args, capitalize(c.summary))
+			if hasFlags(fs) {
+				fmt.Fprintln(e.stdout, "\nFlags:")
+				fs.SetOutput(e.stdout)
+				fs.PrintDefaults()
+			}
+			printExamples(e.stdout, c.name)
 			return nil, exitOK, false
 		}
 		if err != nil {
