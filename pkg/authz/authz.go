@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -37,6 +38,7 @@ import (
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/internal/filewatch"
+	"github.com/idwire/idwire/internal/logsample"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -46,6 +48,12 @@ type Options struct {
 	// Logger receives one line per denial, audit-mode would-deny and
 	// overlay (re)load. nil means slog.Default().
 	Logger *slog.Logger
+	// DenialLogInterval samples the denial log: a denial of the same kind
+	// (caller, method, source, code and reason) as one logged less than
+	// this long ago is counted, not logged, and the next line of that kind
+	// says how many were left out ("suppressed"). Metrics count every
+	// denial. Zero means 10 s; a negative interval logs every denial.
+	DenialLogInterval time.Duration
 	// MeterProvider provides the decision counter. nil means
 	// otel.GetMeterProvider().
 	MeterProvider metric.MeterProvider
@@ -111,6 +119,7 @@ const (
 type Authorizer struct {
 	opts      Options
 	log       *slog.Logger
+	sample    *logsample.Sampler
 	counts    *counters
 	metricReg metric.Registration // nil when the counter could not be made
 
@@ -125,7 +134,7 @@ type Authorizer struct {
 
 // New returns an Authorizer that refuses every call until Compile succeeds.
 func New(opts Options) *Authorizer {
-	a := &Authorizer{opts: opts, log: opts.Logger}
+	a := &Authorizer{opts: opts, log: opts.Logger, sample: logsample.New(opts.DenialLogInterval, nil)}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -169,14 +178,10 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 	pol := a.policy.Load()
 	if pol == nil {
 		id, _ := peerIdentity(ctx)
-		a.log.LogAttrs(ctx, slog.LevelError, "authz: refused a call before Compile",
-			slog.String("caller", id.String()),
-			slog.String("method", fullMethod),
-			slog.String("reason", "the authorization policy is not compiled: call Compile after registering services and before Serve"),
-			slog.String("decision", decisionDeny),
-			slog.String("code", codes.Internal.String()))
+		a.logRefusal(ctx, slog.LevelError, "authz: refused a call before Compile", id, fullMethod, "", codes.Internal,
+			"the authorization policy is not compiled: call Compile after registering services and before Serve", decisionDeny)
 		a.counts.other.deny.Add(1)
-		return status.Error(codes.Internal, "authz: authorization policy not loaded")
+		return refuse(status.New(codes.Internal, "authz: authorization policy not loaded"))
 	}
 	r := pol.methods[fullMethod]
 	if r == nil {
@@ -187,18 +192,13 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 		if id == nil {
 			code, reason = codes.Unauthenticated, reason+"; and "+missing
 		}
-		a.log.LogAttrs(ctx, slog.LevelWarn, "authz: denied",
-			slog.String("caller", id.String()),
-			slog.String("method", fullMethod),
-			slog.String("source", string(sourceNone)),
-			slog.String("reason", reason),
-			slog.String("decision", decisionDeny),
-			slog.String("code", code.String()))
+		// The method name is the caller's: cut it for the log.
+		a.logRefusal(ctx, slog.LevelWarn, "authz: denied", id, identity.LogSafe(fullMethod), sourceNone, code, reason, decisionDeny)
 		a.counts.other.deny.Add(1)
 		if id == nil {
-			return status.Errorf(codes.Unauthenticated, "authz: %s requires a verified client certificate", fullMethod)
+			return refuse(status.Newf(codes.Unauthenticated, "authz: %s requires a verified client certificate", identity.LogSafe(fullMethod)))
 		}
-		return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), fullMethod)
+		return refuse(status.Newf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), identity.LogSafe(fullMethod)))
 	}
 	id := caller(ctx)
 	if len(r.checks) == 0 {
@@ -265,13 +265,7 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 	if audit {
 		decision, msg = decisionWouldDeny, "authz: would deny (audit mode, let through)"
 	}
-	a.log.LogAttrs(ctx, level, msg,
-		slog.String("caller", id.String()),
-		slog.String("method", r.method),
-		slog.String("source", string(d.source)),
-		slog.String("reason", d.reason),
-		slog.String("decision", decision),
-		slog.String("code", d.code.String()))
+	a.logRefusal(ctx, level, msg, id, r.method, d.source, d.code, d.reason, decision)
 	if audit {
 		r.counts.wouldDeny.Add(1)
 		return nil
@@ -279,13 +273,68 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 	r.counts.deny.Add(1)
 	if d.checkErr != nil {
 		if s, ok := status.FromError(d.checkErr); ok {
-			return s.Err()
+			return refuse(s)
 		}
 	}
 	if d.code == codes.Unauthenticated {
-		return status.Errorf(codes.Unauthenticated, "authz: %s requires a verified client certificate", r.method)
+		return refuse(status.Newf(codes.Unauthenticated, "authz: %s requires a verified client certificate", r.method))
 	}
-	return status.Errorf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), r.method)
+	return refuse(status.Newf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), r.method))
+}
+
+// logRefusal writes the one line of a refusal or would-deny, unless one of
+// the same kind (caller, method, source, code and reason) was logged within
+// Options.DenialLogInterval: a caller retrying a refused call in a loop
+// costs a line per interval, and the next line says how many were left out.
+// The decision counter counts every one. The caller is logged as separate,
+// escaped and length-capped fields (see identity.Identity.LogValue).
+func (a *Authorizer) logRefusal(ctx context.Context, level slog.Level, msg string, id *identity.Identity, method string, source Source, code codes.Code, reason, decision string) {
+	if !a.log.Enabled(ctx, level) {
+		return
+	}
+	keyMethod := method
+	if source == sourceNone {
+		// Not a registered method: the name is the caller's choice, and
+		// inventing names must not buy a line each.
+		keyMethod = ""
+	}
+	key := strings.Join([]string{id.String(), keyMethod, string(source), code.String(), reason, decision}, "\x00")
+	ok, suppressed := a.sample.Allow(key)
+	if !ok {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.Any("caller", id),
+		slog.String("method", method),
+		slog.String("reason", logsample.Text(reason, 512)),
+		slog.String("decision", decision),
+		slog.String("code", code.String()),
+	}
+	if source != "" {
+		attrs = append(attrs, slog.String("source", string(source)))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", suppressed))
+	}
+	a.log.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// refusal is the error of a call the Authorizer refused and logged: a gRPC
+// status, recognisable by IsRefusal so that a call log need not log the
+// call a second time.
+type refusal struct{ st *status.Status }
+
+func refuse(st *status.Status) error { return &refusal{st} }
+
+func (r *refusal) Error() string              { return r.st.Err().Error() }
+func (r *refusal) GRPCStatus() *status.Status { return r.st }
+
+// IsRefusal reports whether err is a call refused by an Authorizer, which
+// has already logged it (subject to sampling) with its reason: a call log
+// can skip it, so that each denial is one line.
+func IsRefusal(err error) bool {
+	var r *refusal
+	return errors.As(err, &r)
 }
 
 // PeerFrom returns the verified caller of the call in ctx, for handlers. It

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strconv"
@@ -39,10 +40,11 @@ type Identity struct {
 	dnsNames []string
 	cert     *x509.Certificate
 
-	// name is String's result, made once in FromCertificate: the call log
-	// names the caller on every call, and the identity lives as long as
-	// its connection.
-	name string
+	// name is String's result and logAttrs LogValue's, made once in
+	// FromCertificate: the call log names the caller on every call, and
+	// the identity lives as long as its connection.
+	name     string
+	logAttrs []slog.Attr
 }
 
 // CommonName is the subject CN ("order"); it may be empty.
@@ -96,8 +98,13 @@ func (id *Identity) Certificate() *x509.Certificate {
 	return id.cert
 }
 
-// String names the identity for logs: the CN and the SPIFFE ID, whichever
-// it has, or else its first DNS name as "dns:NAME".
+// String names the identity for logs and messages: the CN and the SPIFFE
+// ID, whichever it has ("order (spiffe://example.org/order)"), or else its
+// first DNS name as "dns:NAME". A name that is not a plain word of letters,
+// digits, '.', '-' and '_' is quoted, escaped and cut to 128 bytes, so that a
+// common name such as "admin (spiffe://example.org/admin)" or
+// "spiffe://example.org/admin" cannot pass for that identity in a log:
+// it prints as "\"admin (spiffe://example.org/admin)\"".
 func (id *Identity) String() string {
 	if id == nil {
 		return "<unauthenticated>"
@@ -111,16 +118,97 @@ func (id *Identity) String() string {
 func (id *Identity) describe() string {
 	if id.spiffeID != "" {
 		if id.commonName != "" {
-			return id.commonName + " (" + id.spiffeID + ")"
+			return word(id.commonName) + " (" + clipID(id.spiffeID) + ")"
 		}
-		return id.spiffeID
+		return clipID(id.spiffeID)
 	}
 	if id.commonName == "" && len(id.dnsNames) > 0 {
 		// Written as the principal that matches it, so a log line names
 		// the caller the way a rule would.
-		return "dns:" + id.dnsNames[0]
+		return "dns:" + word(id.dnsNames[0])
 	}
-	return id.commonName
+	return word(id.commonName)
+}
+
+// LogValue gives the identity's names to log/slog as separate fields, cn,
+// spiffe_id and dns (at most logDNSNames of them, with dns_count when there
+// are more), each escaped and cut to 128 bytes: a log reader then sees which
+// part of the certificate says what.
+func (id *Identity) LogValue() slog.Value {
+	if id == nil {
+		return slog.StringValue("<unauthenticated>")
+	}
+	return slog.GroupValue(id.logAttrs...)
+}
+
+const logDNSNames = 3
+
+func (id *Identity) makeLogAttrs() []slog.Attr {
+	var attrs []slog.Attr
+	if id.commonName != "" {
+		attrs = append(attrs, slog.String("cn", LogSafe(id.commonName)))
+	}
+	if id.spiffeID != "" {
+		attrs = append(attrs, slog.String("spiffe_id", LogSafe(id.spiffeID)))
+	}
+	if n := len(id.dnsNames); n > 0 {
+		names := make([]string, 0, min(n, logDNSNames))
+		for _, d := range id.dnsNames[:min(n, logDNSNames)] {
+			names = append(names, LogSafe(d))
+		}
+		attrs = append(attrs, slog.Any("dns", names))
+		if n > logDNSNames {
+			attrs = append(attrs, slog.Int("dns_count", n))
+		}
+	}
+	return attrs
+}
+
+// LogSafe prepares a name a peer chose for a log line: invalid UTF-8,
+// control, invisible and format characters (U+202E, U+200B...), quotes and
+// backslashes are escaped as in a Go string literal, and it is cut to 128
+// bytes, saying how long it was.
+func LogSafe(s string) string {
+	clipped, cut := s, false
+	if len(s) > clipLen {
+		n := clipLen
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		clipped, cut = s[:n], true
+	}
+	q := strconv.QuoteToGraphic(clipped)
+	q = q[1 : len(q)-1]
+	if cut {
+		q += fmt.Sprintf("...(%d bytes)", len(s))
+	}
+	return q
+}
+
+// word returns s as it is if it is a plain word, else quoted and escaped.
+func word(s string) string {
+	if len(s) > 0 && len(s) <= 64 {
+		plain := true
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return s
+		}
+	}
+	return `"` + LogSafe(s) + `"`
+}
+
+// clipID cuts a SPIFFE ID, valid and so plain, for a log line.
+func clipID(s string) string {
+	if len(s) <= 2*clipLen {
+		return s
+	}
+	return s[:2*clipLen] + fmt.Sprintf("...(%d bytes)", len(s))
 }
 
 var (
@@ -185,6 +273,7 @@ func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
 	}
 	id.name = id.describe()
+	id.logAttrs = id.makeLogAttrs()
 	return id, nil
 }
 
@@ -338,12 +427,5 @@ const clipLen = 128
 
 // clip quotes s for an error message, escaped and cut to clipLen bytes.
 func clip(s string) string {
-	if len(s) <= clipLen {
-		return strconv.Quote(s)
-	}
-	cut := clipLen
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return strconv.Quote(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
+	return `"` + LogSafe(s) + `"`
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -43,7 +45,10 @@ func TestFromCertificate(t *testing.T) {
 		rawSAN  []string
 		want    string // SPIFFE ID or CN it should report; "" with wantErr
 		wantDNS []string
-		wantErr string
+		// wantSPIFFE is the SPIFFE ID, for IDs too long for String to
+		// print whole.
+		wantSPIFFE string
+		wantErr    string
 	}{
 		{name: "cn and spiffe", subject: pkix.Name{CommonName: "order"}, uris: []*url.URL{uri("spiffe://example.org/order")}, want: "order (spiffe://example.org/order)"},
 		{name: "cn only", subject: pkix.Name{CommonName: "order"}, want: "order"},
@@ -61,9 +66,9 @@ func TestFromCertificate(t *testing.T) {
 		{name: "empty fragment", rawSAN: []string{"spiffe://example.org/order#"}, wantErr: "path may hold only"},
 		{name: "empty query", rawSAN: []string{"spiffe://example.org/order?"}, wantErr: "path may hold only"},
 		{name: "trust domain with empty port", rawSAN: []string{"spiffe://example.org:/order"}, wantErr: "trust domain may hold only"},
-		{name: "ID at the length limit", rawSAN: []string{longID(identity.MaxSPIFFEIDLength)}, want: longID(identity.MaxSPIFFEIDLength)},
+		{name: "ID at the length limit", rawSAN: []string{longID(identity.MaxSPIFFEIDLength)}, wantSPIFFE: longID(identity.MaxSPIFFEIDLength)},
 		{name: "ID over the length limit", rawSAN: []string{longID(identity.MaxSPIFFEIDLength + 1)}, wantErr: "2049 bytes long; at most 2048"},
-		{name: "trust domain at the limit", rawSAN: []string{"spiffe://" + longTD(identity.MaxTrustDomainLength) + "/x"}, want: "spiffe://" + longTD(identity.MaxTrustDomainLength) + "/x"},
+		{name: "trust domain at the limit", rawSAN: []string{"spiffe://" + longTD(identity.MaxTrustDomainLength) + "/x"}, wantSPIFFE: "spiffe://" + longTD(identity.MaxTrustDomainLength) + "/x"},
 		{name: "trust domain over the limit", rawSAN: []string{"spiffe://" + longTD(identity.MaxTrustDomainLength+1) + "/x"}, wantErr: "trust domain is 256 bytes long; at most 255"},
 		// DNS names are lower-cased and deduplicated once, and capped.
 		{name: "DNS names normalised", subject: pkix.Name{CommonName: "order"}, dns: []string{"Order.Internal", "order.internal", "ORDER"}, want: "order", wantDNS: []string{"order.internal", "order"}},
@@ -100,7 +105,10 @@ func TestFromCertificate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := id.String(); got != tc.want {
+			if tc.wantSPIFFE != "" && id.SPIFFEID() != tc.wantSPIFFE {
+				t.Errorf("SPIFFEID() = %q, want %q", id.SPIFFEID(), tc.wantSPIFFE)
+			}
+			if got := id.String(); tc.wantSPIFFE == "" && got != tc.want {
 				t.Errorf("identity = %q, want %q", got, tc.want)
 			}
 			if id.Certificate() != cert {
@@ -270,4 +278,83 @@ func manyNames(n int) []string {
 		names[i] = fmt.Sprintf("n%d.example.org", i)
 	}
 	return names
+}
+
+// A log line names a caller by String and by LogValue. A common name
+// chosen to read as another identity, or holding invisible characters, or
+// 120 KB long, must not pass for that identity nor flood the log.
+func TestLogNamesCannotImpersonate(t *testing.T) {
+	a, err := ca.New(ca.Options{TrustDomain: "example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := url.Parse("spiffe://example.org/mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := strings.Repeat("A", 120<<10)
+	for _, tc := range []struct {
+		name       string
+		cn         string
+		dns        []string
+		uri        bool
+		wantString string
+		wantCN     string // the cn field of LogValue
+	}{
+		{name: "plain", cn: "order", uri: true, wantString: "order (spiffe://example.org/mallory)", wantCN: "order"},
+		{name: "CN imitating CN and SPIFFE ID", cn: "admin (spiffe://example.org/admin)", uri: true,
+			wantString: `"admin (spiffe://example.org/admin)" (spiffe://example.org/mallory)`, wantCN: "admin (spiffe://example.org/admin)"},
+		{name: "CN imitating a SPIFFE ID", cn: "spiffe://example.org/admin",
+			wantString: `"spiffe://example.org/admin"`, wantCN: "spiffe://example.org/admin"},
+		{name: "CN imitating a DNS principal", cn: "dns:admin.internal",
+			wantString: `"dns:admin.internal"`, wantCN: "dns:admin.internal"},
+		{name: "right-to-left override", cn: "nimda\u202e", wantString: `"nimda\u202e"`, wantCN: `nimda\u202e`},
+		{name: "zero width space", cn: "ad\u200bmin", wantString: `"ad\u200bmin"`, wantCN: `ad\u200bmin`},
+		{name: "newline", cn: "order\nlevel=ERROR msg=forged", wantString: `"order\nlevel=ERROR msg=forged"`, wantCN: `order\nlevel=ERROR msg=forged`},
+		{name: "DNS name with spaces", dns: []string{"admin (spiffe://example.org/admin)"}, wantString: `dns:"admin (spiffe://example.org/admin)"`},
+		{name: "120 KB common name", cn: huge, wantString: `"` + strings.Repeat("A", 128) + `...(122880 bytes)"`, wantCN: strings.Repeat("A", 128) + "...(122880 bytes)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl := &x509.Certificate{
+				Subject: pkix.Name{CommonName: tc.cn}, DNSNames: tc.dns,
+				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			}
+			if tc.uri {
+				tmpl.URIs = []*url.URL{mallory}
+			}
+			cert, err := a.Sign(tmpl, key.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := identity.FromCertificate(cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := id.String(); got != tc.wantString {
+				t.Errorf("String() = %q, want %q", got, tc.wantString)
+			}
+			var buf strings.Builder
+			slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "caller", id)
+			var line struct {
+				Caller map[string]any `json:"caller"`
+			}
+			if err := json.Unmarshal([]byte(buf.String()), &line); err != nil {
+				t.Fatalf("%v: %s", err, buf.String())
+			}
+			if got, _ := line.Caller["cn"].(string); got != tc.wantCN {
+				t.Errorf("logged cn = %q, want %q", got, tc.wantCN)
+			}
+			if tc.uri && line.Caller["spiffe_id"] != "spiffe://example.org/mallory" {
+				t.Errorf("logged spiffe_id = %v", line.Caller["spiffe_id"])
+			}
+			if len(buf.String()) > 1024 {
+				t.Errorf("log line of %d bytes", len(buf.String()))
+			}
+		})
+	}
 }

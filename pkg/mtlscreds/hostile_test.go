@@ -323,3 +323,56 @@ func TestTrustIsBoundToIssuers(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossSignedChainKeepsTheBoundChain: an intermediate cross-signed by
+// a partner's root gives Go two verified chains; only the one to a root of
+// the leaf's own trust domain counts, and it is the only one handed to the
+// handlers (and checked against the CRL).
+func TestCrossSignedChainKeepsTheBoundChain(t *testing.T) {
+	a := newAuthority(t)
+	partner, err := ca.New(ca.Options{TrustDomain: "other.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, a.Intermediate, partner.Root, a.Intermediate.PublicKey, partner.RootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := issue(t, a, "client")
+	client.Chain = append(client.Chain, cross)
+
+	f := newFiles(t)
+	f.write(t, issue(t, a, "server"), a.Root, partner.Root)
+	creds, err := NewServer(withLogger(f.options(false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creds.Close()
+	srv := startServer(t, ServerOptions(creds)...)
+	if _, err := check(dial(t, srv.addr, bareClient(client, "server", a.Root), "server")); err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	chains := srv.last.Load().State.VerifiedChains
+	if len(chains) != 1 || !chains[0][len(chains[0])-1].Equal(a.Root) {
+		var roots []string
+		for _, c := range chains {
+			roots = append(roots, c[len(c)-1].Subject.CommonName)
+		}
+		t.Fatalf("the handler sees chains to %v; want only the one to %s", roots, a.Root.Subject.CommonName)
+	}
+	// Go's own verifier finds both.
+	pool := x509.NewCertPool()
+	pool.AddCert(a.Root)
+	pool.AddCert(partner.Root)
+	inter := x509.NewCertPool()
+	inter.AddCert(a.Intermediate)
+	inter.AddCert(cross)
+	all, err := client.Cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil || len(all) != 2 {
+		t.Fatalf("Go's verifier: %d chains, %v; the test needs 2", len(all), err)
+	}
+}

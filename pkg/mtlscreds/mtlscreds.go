@@ -51,6 +51,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/idwire/idwire/internal/filewatch"
+	"github.com/idwire/idwire/internal/logsample"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -164,6 +165,9 @@ type Options struct {
 
 	// now replaces time.Now in tests.
 	now func() time.Time
+	// refusalLogInterval samples the refused-handshake log (see
+	// handshakeFailed); zero means logsample.DefaultInterval.
+	refusalLogInterval time.Duration
 }
 
 // Credentials are reloadable mTLS transport credentials. They implement
@@ -197,6 +201,7 @@ type state struct {
 	watching   bool // set before the watcher starts
 
 	metrics *metrics
+	sample  *logsample.Sampler // of refused handshakes' log lines
 	watcher *filewatch.Watcher
 	// unsubscribe stops following Options.Source; nil without one.
 	unsubscribe func()
@@ -225,6 +230,7 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 		now:     opts.now,
 		peerEKU: x509.ExtKeyUsageServerAuth,
 		ownEKU:  x509.ExtKeyUsageClientAuth,
+		sample:  logsample.New(opts.refusalLogInterval, opts.now),
 	}
 	if server {
 		st.side = "server"

@@ -2,17 +2,20 @@ package mtlscreds
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/idwire/idwire/internal/logsample"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -113,7 +116,7 @@ func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dns
 	if err != nil {
 		return verifiedPeer{}, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
 	}
-	id, err := v.check(chains, usage, now)
+	chains, id, err := v.check(chains, usage, now)
 	if err != nil {
 		return verifiedPeer{}, err
 	}
@@ -125,28 +128,30 @@ func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dns
 
 // check adds what Go's verifier leaves out to chains it verified: the
 // extended key usage must be present (Go accepts a leaf without any), the
-// leaf must not be a CA, it must name one identity, and, with a CRL, no
-// certificate of any chain may be revoked or of undecidable status.
-func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) (*identity.Identity, error) {
+// leaf must not be a CA, it must name one identity, only chains whose
+// issuers may vouch for that identity count (trust.go), and, with a CRL,
+// no certificate of those may be revoked or of undecidable status. It
+// returns the chains that count.
+func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) ([][]*x509.Certificate, *identity.Identity, error) {
 	leaf := chains[0][0]
 	if err := checkLeaf(leaf, usage); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	id, err := leafIdentity(leaf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if chains, err = v.bindChains(chains); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if v.crls != nil {
 		for _, chain := range chains {
 			if err := v.checkRevocation(chain, now); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
-	return id, nil
+	return chains, id, nil
 }
 
 // leafIdentity parses the identity of a leaf. A certificate that names its
@@ -193,7 +198,7 @@ func (st *state) checkVerifiedClient(s *snapshot, cs tls.ConnectionState) error 
 		// that a configuration mistake fails closed.
 		return reject(reasonInvalid, cs.PeerCertificates[0], errors.New("the certificate was not verified"))
 	}
-	_, err := s.check(cs.VerifiedChains, st.peerEKU, st.now())
+	_, _, err := s.check(cs.VerifiedChains, st.peerEKU, st.now())
 	return err
 }
 
@@ -430,18 +435,43 @@ func classify(err error, now time.Time) (string, *x509.Certificate) {
 // handshakeFailed logs and counts a failed handshake. Failures about
 // certificates are warnings that say which check failed on which
 // certificate, with its validity against our clock; the rest (a port
-// scanner, a client hanging up) are debug lines.
+// scanner, a client hanging up) are debug lines. What the peer chose (its
+// subject, the error quoting its names) is escaped and cut, and a refusal
+// of the same reason from the same address is logged at most once per
+// logsample.DefaultInterval, the next line counting those left out; the
+// metric counts every one.
 func (st *state) handshakeFailed(err error, remote net.Addr) {
 	now := st.now()
 	reason, cert := classify(err, now)
 	st.metrics.rejected(reason)
-	attrs := []any{"reason", reason, "error", err}
+	level := slog.LevelWarn
+	if reason == reasonTLS {
+		level = slog.LevelDebug
+	}
+	if !st.log.Enabled(context.Background(), level) {
+		return
+	}
+	host := ""
+	if remote != nil {
+		host = remote.String()
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+	}
+	ok, suppressed := st.sample.Allow(reason + "\x00" + host)
+	if !ok {
+		return
+	}
+	attrs := []any{"reason", reason, "error", logsample.Text(err.Error(), 512)}
 	if remote != nil {
 		attrs = append(attrs, "remote", remote.String())
 	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
 	if cert != nil {
 		attrs = append(attrs,
-			"subject", cert.Subject.String(),
+			"subject", identity.LogSafe(cert.Subject.String()),
 			"serial", fmt.Sprintf("%x", cert.SerialNumber),
 			"not_before", cert.NotBefore.UTC(),
 			"not_after", cert.NotAfter.UTC(),

@@ -84,6 +84,12 @@ func (l *callLog) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 }
 
 func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start time.Time, err error) {
+	if authz.IsRefusal(err) {
+		// authz logged it already, with the reason, sampled per caller:
+		// a denial is one line, and a caller retrying one in a loop does
+		// not flood the log.
+		return
+	}
 	code := status.Code(err)
 	sc := trace.SpanContextFromContext(ctx)
 	switch l.mode {

@@ -288,7 +288,11 @@ func (s *Server) Serve() error {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.logger.Info("serving", "addr", s.lis.Addr().String(), "metrics", s.cfg.MetricsListen, "mode", s.cfg.Mode)
+	metrics := "" // the bound address, so that port 0 can be found
+	if s.metLis != nil {
+		metrics = s.metLis.Addr().String()
+	}
+	s.logger.Info("serving", "addr", s.lis.Addr().String(), "metrics", metrics, "mode", s.cfg.Mode)
 	err := s.grpc.Serve(s.lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
