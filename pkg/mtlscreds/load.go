@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -15,11 +16,17 @@ import (
 
 // fileSet is the raw content of the files, kept to tell a change from a
 // watch event that changed nothing.
-type fileSet struct{ cert, key, ca, crl []byte }
+type fileSet struct {
+	cert, key, ca, crl []byte
+	// trustDomains maps the roots in ca (by DER) to their trust domain
+	// when a Source said so (the Workload API sends bundles by trust
+	// domain); nil for files.
+	trustDomains map[string]string
+}
 
 func (f *fileSet) equal(g *fileSet) bool {
 	return bytes.Equal(f.cert, g.cert) && bytes.Equal(f.key, g.key) &&
-		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl)
+		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl) && maps.Equal(f.trustDomains, g.trustDomains)
 }
 
 // snapshot is one validated set of credentials. It is never modified after
@@ -128,6 +135,9 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 	}
 	s.pool = pool
 	s.trustDomains = rootTrustDomains(roots, o.TrustDomain)
+	if f.trustDomains != nil {
+		s.trustDomains = f.trustDomains // what the source says, not what the roots claim
+	}
 	if s.trustDomains == nil && len(roots) > 1 {
 		st.log.Warn("mtlscreds: no root in the CA file names a trust domain, so any of them may vouch for any SPIFFE ID; give the roots a URI SAN spiffe://TRUST-DOMAIN or set Options.TrustDomain",
 			"file", o.CAFile, "roots", len(roots))
