@@ -223,8 +223,8 @@ const (
 	endMarker   = "<!-- idwire acl: end -->"
 )
 
-// embed replaces what is between the markers in doc with the matrix.
-func embed(doc []byte, rules []acl.Rule) ([]byte, error) {
+// embedMatrix replaces what is between the markers in doc with the matrix.
+func embedMatrix(doc []byte, rules []acl.Rule) ([]byte, error) {
 	s := string(doc)
 	i := strings.Index(s, beginMarker)
 	j := strings.Index(s, endMarker)
@@ -239,7 +239,7 @@ func writeEmbedded(path string, rules []acl.Rule) error {
 	if err != nil {
 		return err
 	}
-	out, err := embed(doc, rules)
+	out, err := embedMatrix(doc, rules)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

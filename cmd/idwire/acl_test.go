@@ -25,7 +25,7 @@ func TestDocsMatrixIsFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := embed(doc, rules)
+	want, err := embedMatrix(doc, rules)
 	if err != nil {
 		t.Fatal(err)
 	}

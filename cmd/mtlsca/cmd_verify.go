@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"
@@ -22,12 +23,13 @@ type check struct {
 
 func runVerify(e *env, c *command, args []string) int {
 	fs := c.flags()
-	var bundlePath, crlPath, dns, spiffeID, usage string
+	var bundlePath, crlPath, dns, spiffeID, usage, trustDomain string
 	fs.StringVar(&bundlePath, "ca", "", "trust `bundle`: PEM file of one or more roots (required)")
 	fs.StringVar(&crlPath, "crl", "", "PEM or DER `CRL` of the issuing CA: check revocation too")
 	fs.StringVar(&dns, "dns", "", "also require this DNS SAN `name`")
 	fs.StringVar(&spiffeID, "spiffe-id", "", "also require this SPIFFE `ID`")
 	fs.StringVar(&usage, "usage", "both", "required extended key `usage`: both (an mTLS identity), server or client")
+	fs.StringVar(&trustDomain, "trust-domain", "", "trust `domain` of the bundle's roots that name none, as the services' mtlscreds.Options.TrustDomain")
 	pos, code, ok := e.parse(c, fs, args, 1, 1)
 	if !ok {
 		return code
@@ -45,6 +47,11 @@ func runVerify(e *env, c *command, args []string) int {
 		ekus = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	default:
 		return e.usageError(c, "--usage: %q is not both, server or client", usage)
+	}
+	if trustDomain != "" {
+		if err := ca.ValidateTrustDomain(trustDomain); err != nil {
+			return e.usageError(c, "--trust-domain: %v", err)
+		}
 	}
 	file := pos[0]
 	roots, err := pemfile.ReadCerts(bundlePath)
@@ -77,7 +84,7 @@ func runVerify(e *env, c *command, args []string) int {
 			return exitUsage
 		}
 	}
-	checks := verifyChecks(certs, roots, crls, ekus, dns, spiffeID, e.now())
+	checks := verifyChecks(certs, mtlscreds.PeerOptions{Roots: roots, CRLs: crls, TrustDomain: trustDomain, Now: e.now()}, ekus, dns, spiffeID)
 	failed, counted := 0, 0
 	for _, ch := range checks {
 		if !ch.info {
@@ -86,18 +93,20 @@ func runVerify(e *env, c *command, args []string) int {
 		switch {
 		case ch.err != nil:
 			failed++
-			fmt.Fprintf(e.stdout, "FAIL  %-10s %v\n", ch.name, ch.err)
+			// Names quoted from the certificate are escaped, as inspect
+			// does: they are the issuer's choice.
+			fmt.Fprintf(e.stdout, "FAIL  %-10s %s\n", ch.name, printable(ch.err.Error()))
 		case ch.info:
-			fmt.Fprintf(e.stdout, "      %-10s %s\n", ch.name, ch.ok)
+			fmt.Fprintf(e.stdout, "      %-10s %s\n", ch.name, printable(ch.ok))
 		default:
-			fmt.Fprintf(e.stdout, "ok    %-10s %s\n", ch.name, ch.ok)
+			fmt.Fprintf(e.stdout, "ok    %-10s %s\n", ch.name, printable(ch.ok))
 		}
 	}
 	if failed > 0 {
-		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", file, failed, counted)
+		fmt.Fprintf(e.stdout, "%s: INVALID (%d of %d checks failed)\n", printable(file), failed, counted)
 		return exitFailed
 	}
-	fmt.Fprintf(e.stdout, "%s: valid\n", file)
+	fmt.Fprintf(e.stdout, "%s: valid\n", printable(file))
 	return exitOK
 }
 
@@ -106,21 +115,22 @@ func runVerify(e *env, c *command, args []string) int {
 // validity, usages, leaf constraints, identity, revocation), so verify and
 // the services cannot disagree. The --dns and --spiffe-id requirements are
 // checked on the identity the same code parses.
-func verifyChecks(certs, roots []*x509.Certificate, crls []*x509.RevocationList, ekus []x509.ExtKeyUsage, dns, spiffeID string, now time.Time) []check {
-	leaf := certs[0]
+func verifyChecks(certs []*x509.Certificate, o mtlscreds.PeerOptions, ekus []x509.ExtKeyUsage, dns, spiffeID string) []check {
+	leaf, now := certs[0], o.Now
 	var out []check
 	for _, u := range ekus {
 		name, side := "server", "an idwire client"
 		if u == x509.ExtKeyUsageClientAuth {
 			name, side = "client", "an idwire server"
 		}
-		id, err := mtlscreds.VerifyPeer(certs, mtlscreds.PeerOptions{Roots: roots, CRLs: crls, Usage: u, Now: now})
+		o.Usage = u
+		id, err := mtlscreds.VerifyPeer(certs, o)
 		if err != nil {
 			out = append(out, check{name: name, err: fmt.Errorf("%s refuses it (%s): %v", side, mtlscreds.RefusalReason(err), err)})
 			continue
 		}
 		ok := "accepted as " + id.String()
-		if crls != nil {
+		if o.CRLs != nil {
 			ok += ", not revoked"
 		}
 		out = append(out, check{name: name, ok: ok})

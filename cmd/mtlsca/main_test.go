@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -624,6 +627,11 @@ func TestInspectEscapesNames(t *testing.T) {
 			t.Errorf("inspect output lacks %s:\n%s", want, text)
 		}
 	}
+	// verify quotes the names too, accepted or refused.
+	_, vout, _ := c.run("verify", "--ca", filepath.Join(dir, "ca.crt"), file)
+	if strings.ContainsAny(vout, "\x1b\x07\u202e") || !strings.Contains(vout, `\x1b[2Jadmin`) {
+		t.Fatalf("verify printed the names raw: %q", vout)
+	}
 	out := c.ok("inspect", "--json", file)
 	if strings.ContainsAny(out, "\x1b\x07") {
 		t.Fatalf("inspect --json printed control characters raw: %q", out)
@@ -650,5 +658,89 @@ func TestPrintable(t *testing.T) {
 		if got := printable(in); got != want {
 			t.Errorf("printable(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestVerifyBindsTrustDomains: verify gives the services' verdict on a
+// bundle of two trust domains: a partner CA's certificate claiming our
+// trust domain's SPIFFE ID is refused as trust_domain, its own is fine.
+func TestVerifyBindsTrustDomains(t *testing.T) {
+	base := t.TempDir()
+	ours, partner := filepath.Join(base, "ours"), filepath.Join(base, "partner")
+	c := cli{t: t}
+	c.ok("init", "--dir", ours, "--trust-domain", "example.org")
+	c.ok("init", "--dir", partner, "--trust-domain", "partner.example")
+	c.ok("bundle", "add", "--dir", ours, filepath.Join(partner, "ca.crt"))
+	bundle := filepath.Join(ours, "ca.crt")
+	p, err := ca.Load(partner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(name, spiffeID string) string {
+		l, err := p.Authority.Issue(ca.IssueRequest{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := *l.Cert
+		tmpl.SerialNumber = nil
+		u, err := url.Parse(spiffeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.URIs = []*url.URL{u}
+		cert, err := p.Authority.Sign(&tmpl, l.Key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), name+".crt")
+		if err := os.WriteFile(path, pemfile.EncodeCerts(cert, p.Authority.Intermediate), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	code, out, _ := c.run("verify", "--ca", bundle, leaf("admin", "spiffe://example.org/admin"))
+	if code != 1 || !strings.Contains(out, "(trust_domain)") {
+		t.Errorf("a partner's certificate with our SPIFFE ID: exit %d\n%s", code, out)
+	}
+	c.ok("verify", "--ca", bundle, leaf("client", "spiffe://partner.example/client"))
+
+	// A root that names no trust domain beside ours vouches for no SPIFFE
+	// ID, unless --trust-domain gives it one, as Options.TrustDomain does.
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "untagged root"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged := &ca.Authority{TrustDomain: "example.org", Root: root, Intermediate: root, IntermediateKey: key}
+	l, err := untagged.Issue(ca.IssueRequest{Name: "order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed, leafPath := filepath.Join(t.TempDir(), "mixed.crt"), filepath.Join(t.TempDir(), "order.crt")
+	ourRoot := readCerts(t, filepath.Join(ours, "ca.crt"))[0]
+	if err := os.WriteFile(mixed, pemfile.EncodeCerts(ourRoot, root), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leafPath, pemfile.EncodeCerts(l.Cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := c.run("verify", "--ca", mixed, leafPath); code != 1 || !strings.Contains(out, "(trust_domain)") {
+		t.Errorf("a SPIFFE ID from a root without trust domain: exit %d\n%s", code, out)
+	}
+	c.ok("verify", "--ca", mixed, "--trust-domain", "example.org", leafPath)
+	if code, _, errs := c.run("verify", "--ca", mixed, "--trust-domain", "Example.org/x", leafPath); code != 2 || !strings.Contains(errs, "--trust-domain") {
+		t.Errorf("a bad --trust-domain: exit %d, %s", code, errs)
 	}
 }

@@ -40,7 +40,7 @@ func init() {
 		{"issue", "NAME --dir DIR [--out OUTDIR] [--dns NAME]... [--ttl 24h]", "issue a leaf certificate for NAME (tls.crt, tls.key, ca.crt)", runIssue},
 		{"renew", "NAME... --dir DIR [--out OUTDIR] [--force] [--watch]", "re-issue certificates past 2/3 of their lifetime, with a fresh key", runRenew},
 		{"revoke", "(NAME | --serial HEX) --dir DIR [--reason R]", "revoke a certificate and rewrite DIR/crl.pem", runRevoke},
-		{"crl", "--dir DIR [--out FILE] [--next-update 24h]", "write a signed CRL of the revoked certificates", runCRL},
+		{"crl", "--dir DIR [--out FILE] [--next-update 24h]", "write the signed CRLs of the revoked certificates (one per trusted intermediate)", runCRL},
 		{"inspect", "FILE [--json]", "show what a certificate says and how long it has left", runInspect},
 		{"verify", "--ca BUNDLE [--crl FILE] FILE", "check a certificate as the services do: chain, validity, usages, identity, revocation", runVerify},
 		{"expiry", "[--warn 14d] FILE...", "exit 0 if all are fine, 1 if one expires within the window, 2 if one expired", runExpiry},

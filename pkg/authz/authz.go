@@ -218,18 +218,22 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 			r.counts.allow.Add(1)
 			return nil
 		}
+		return a.decideSlowly(ctx, r, id, true)
 	}
-	return a.decideSlowly(ctx, r, id)
+	return a.decideSlowly(ctx, r, id, false)
 }
 
 // decideSlowly decides a call with custom checks, or one that admits fails,
 // working out why for the log line.
-func (a *Authorizer) decideSlowly(ctx context.Context, r *methodRule, id *identity.Identity) error {
+//
+// refused says admits has already refused the call, so that decide need
+// not compare the caller's names with the allow list a second time.
+func (a *Authorizer) decideSlowly(ctx context.Context, r *methodRule, id *identity.Identity, refused bool) error {
 	missing := ""
 	if id == nil {
 		_, missing = peerIdentity(ctx)
 	}
-	d := r.decide(id, missing)
+	d := r.decide(id, missing, refused)
 	if d.code == codes.OK {
 		for _, check := range r.checks {
 			if err := check(ctx, id, r.method); err != nil {
@@ -451,7 +455,7 @@ func (r *methodRule) admits(id *identity.Identity) bool {
 
 // decide applies deny, then allow, and says why it refuses. missing says
 // why id is nil.
-func (r *methodRule) decide(id *identity.Identity, missing string) denial {
+func (r *methodRule) decide(id *identity.Identity, missing string, refused bool) denial {
 	if id == nil {
 		if r.allowUnauthenticated {
 			return denial{}
@@ -464,7 +468,7 @@ func (r *methodRule) decide(id *identity.Identity, missing string) denial {
 	if r.allowAuthenticated || r.allowUnauthenticated {
 		return denial{}
 	}
-	if r.allow.match(id) != nil {
+	if !refused && r.allow.match(id) != nil {
 		return denial{}
 	}
 	return denial{code: codes.PermissionDenied, source: r.source, reason: "matches no allow principal"}

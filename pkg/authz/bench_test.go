@@ -151,3 +151,21 @@ func BenchmarkUnaryAuthz(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuthzDenyMostSANs is the worst refusal a dns: rule makes: a
+// caller with as many DNS SANs as identity accepts (identity.MaxSANs),
+// none matching, each compared per call. Refusals after the first are
+// sampled out of the log, as a caller retrying in a loop would be.
+func BenchmarkAuthzDenyMostSANs(b *testing.B) {
+	info := &grpc.UnaryServerInfo{FullMethod: svc + "ByDNS"}
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	req := &authztestv1.Ping{}
+	idwire := benchAuthorizer(b).UnaryServerInterceptor()
+	ctx := captureCtx(b, mtlsCreds, "most-dns-names")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := idwire(ctx, req, info, handler); err == nil {
+			b.Fatal("a caller with no matching DNS name was let through")
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode"
 
 	"github.com/idwire/idwire/pkg/identity"
 )
@@ -23,6 +24,7 @@ var principalSeeds = []string{
 	"spiffe://example.org/x?q", "spiffe://example.org/x#f", "SPIFFE://example.org/x",
 	"dns:order.internal", "dns:api-*", "dns:*", "dns:*.internal", "dns:Order.internal",
 	"dns:", "dns:a..b", "dns:-a", "dns:a-", "dns:team-c.*", "uri:x",
+	"ad\u200bmin", "\u202enimda", "order\u00a0svc", "\ufefforder", "Zürich",
 }
 
 // FuzzParsePrincipal checks that what parses writes back the same, keeps
@@ -44,6 +46,11 @@ func FuzzParsePrincipal(f *testing.F) {
 		}
 		if p.Name == "" || strings.Contains(p.Name, "*") {
 			t.Fatalf("%q: name %q is empty or holds '*'", s, p.Name)
+		}
+		for _, r := range s {
+			if r != ' ' && (!unicode.IsGraphic(r) || unicode.IsSpace(r)) {
+				t.Fatalf("%q holds %U, which does not show, and parsed", s, r)
+			}
 		}
 		switch p.Kind {
 		case SPIFFEID:

@@ -180,6 +180,8 @@ var oddCerts = map[string]certSpec{
 	"spiffe-upper-scheme":    {cns: []string{"x"}, rawURIs: []string{"SPIFFE://authz.test/order"}},
 	"spiffe-empty-fragment":  {cns: []string{"x"}, rawURIs: []string{"spiffe://authz.test/order#"}},
 	"thousands-of-dns-names": {cns: []string{"x"}, dns: thousandsOfNames()},
+	// As many SANs as identity accepts, none of them matching.
+	"most-dns-names": {cns: []string{"x"}, dns: thousandsOfNames()[:identity.MaxSANs]},
 }
 
 // thousandsOfNames are DNS SANs that never match, and one that would.

@@ -1,7 +1,9 @@
 package authz
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -67,4 +69,27 @@ func sameOverlay(a, b *OverlayFile) bool {
 		}
 	}
 	return true
+}
+
+// BenchmarkDecodeOverlayMaxSize decodes a policy file just under
+// MaxPolicyFileSize: the most a file can cost to read, each time it is
+// loaded or reloaded.
+func BenchmarkDecodeOverlayMaxSize(b *testing.B) {
+	var buf bytes.Buffer
+	buf.WriteString("rules:\n")
+	for i := 0; ; i++ {
+		entry := fmt.Sprintf("  /pkg.v1.Service/Method%d:\n    allow: [\"spiffe://example.org/caller-%d\", \"caller-%d\"]\n    deny: [\"dns:legacy-%d.internal\"]\n", i, i, i, i)
+		if buf.Len()+len(entry) > MaxPolicyFileSize {
+			break
+		}
+		buf.WriteString(entry)
+	}
+	raw := buf.Bytes()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := parseOverlay("max.yaml", raw); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -222,6 +222,25 @@ func TestOverlayCannotEnableAudit(t *testing.T) {
 			})
 		})
 	}
+	t.Run("on reload", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "policy.yaml")
+		writePolicy(t, path, "rules: {}\n")
+		logs := newLogRecorder()
+		a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
+		defer a.Close()
+		if err := a.Compile(newServer()); err != nil {
+			t.Fatal(err)
+		}
+		writePolicy(t, path, `rules: {"/authztest.v1.GuardedService/ByName": {audit: true}}`)
+		logs.take()
+		if err := a.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if !hasMessage(logs.take(), "policy file entry ignored") {
+			t.Error("a reload did not warn that audit: true was ignored")
+		}
+		checkDecisions(t, a, logs, []decisionCase{{"ByName", "payment", codes.PermissionDenied, "proto:method+overlay"}})
+	})
 }
 
 func TestOverlayRejects(t *testing.T) {

@@ -53,9 +53,9 @@ func FuzzSANs(f *testing.F) {
 	f.Add([]byte{0x30, 0x03, 0x86, 0x01})
 	f.Add([]byte("not DER"))
 	f.Fuzz(func(t *testing.T, san []byte) {
-		uris, n, sanErr := parseSANs(san)
-		if sanErr == nil && (n < len(uris) || n > MaxSANs+1) {
-			t.Fatalf("parseSANs: %d names, %d URIs", n, len(uris))
+		uri, uris, n, sanErr := parseSANs(san)
+		if sanErr == nil && (n < uris || n > MaxSANs+1 || (uris > 0) != (uri != nil)) {
+			t.Fatalf("parseSANs: %d names, %d URIs, first %q", n, uris, uri)
 		}
 		k := fuzzKey()
 		tmpl := &x509.Certificate{
@@ -70,6 +70,9 @@ func FuzzSANs(f *testing.F) {
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
 			return // x509 refuses it before FromCertificate could see it
+		}
+		if sanErr == nil && n <= MaxSANs && uris != len(cert.URIs) {
+			t.Fatalf("SANs %x: parseSANs reads %d URIs, crypto/x509 %d", san, uris, len(cert.URIs))
 		}
 		id, err := FromCertificate(cert)
 		if sanErr != nil && err == nil {

@@ -7,7 +7,12 @@
 // name and at most one URI SAN, which must be a SPIFFE ID. A certificate with
 // several common names or several URI SANs is ambiguous (which one would a
 // rule match?) and yields no identity at all, so it can never be used to
-// impersonate by adding names.
+// impersonate by adding names. So does a URI SAN that is not a canonical
+// SPIFFE ID as the certificate writes it, and a certificate with more than
+// MaxSANs subject alternative names.
+//
+// An Identity is immutable, and names what a peer chose safely in logs: see
+// Identity.String, Identity.LogValue and LogSafe.
 package identity
 
 import (
@@ -18,7 +23,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,11 +44,10 @@ type Identity struct {
 	dnsNames []string
 	cert     *x509.Certificate
 
-	// name is String's result and logAttrs LogValue's, made once in
-	// FromCertificate: the call log names the caller on every call, and
-	// the identity lives as long as its connection.
-	name     string
-	logAttrs []slog.Attr
+	// name is String's result, made once in FromCertificate: the call log
+	// names the caller on every call, and the identity lives as long as
+	// its connection.
+	name string
 }
 
 // CommonName is the subject CN ("order"); it may be empty.
@@ -138,7 +141,7 @@ func (id *Identity) LogValue() slog.Value {
 	if id == nil {
 		return slog.StringValue("<unauthenticated>")
 	}
-	return slog.GroupValue(id.logAttrs...)
+	return slog.GroupValue(id.makeLogAttrs()...)
 }
 
 const logDNSNames = 3
@@ -185,7 +188,9 @@ func LogSafe(s string) string {
 	return q
 }
 
-// word returns s as it is if it is a plain word, else quoted and escaped.
+// word returns s as it is if it is a plain word, else quoted and escaped,
+// non-ASCII included: a Cyrillic "а" in "аdmin" shows as \u0430, not as a
+// Latin a.
 func word(s string) string {
 	if len(s) > 0 && len(s) <= 64 {
 		plain := true
@@ -200,7 +205,16 @@ func word(s string) string {
 			return s
 		}
 	}
-	return `"` + LogSafe(s) + `"`
+	clipped, cut := s, ""
+	if len(s) > clipLen {
+		n := clipLen
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		clipped, cut = s[:n], fmt.Sprintf("...(%d bytes)", len(s))
+	}
+	q := strconv.QuoteToASCII(clipped)
+	return q[:len(q)-1] + cut + `"`
 }
 
 // clipID cuts a SPIFFE ID, valid and so plain, for a log line.
@@ -251,88 +265,121 @@ func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 	if n := len(cert.DNSNames) + len(cert.URIs) + len(cert.IPAddresses) + len(cert.EmailAddresses); n > MaxSANs {
 		return nil, fmt.Errorf("certificate %s has %d subject alternative names; at most %d are accepted", serial(cert), n, MaxSANs)
 	}
-	uris, err := rawURISANs(cert)
+	uri, err := rawURISAN(cert)
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s: %w", serial(cert), err)
 	}
 	id := &Identity{commonName: cert.Subject.CommonName, dnsNames: normalizeDNSNames(cert.DNSNames), cert: cert}
-	switch len(uris) {
-	case 0:
-	case 1:
+	if uri != nil {
 		// The text as the certificate holds it, not cert.URIs[0].String():
 		// net/url lower-cases the scheme and drops an empty fragment, so
 		// "SPIFFE://td/x" and "spiffe://td/x#" would pass as spiffe://td/x.
-		if err := ValidateSPIFFEID(uris[0]); err != nil {
+		sid := string(uri)
+		if err := ValidateSPIFFEID(sid); err != nil {
 			return nil, fmt.Errorf("certificate %s: URI SAN: %w", serial(cert), err)
 		}
-		id.spiffeID = uris[0]
-	default:
-		return nil, fmt.Errorf("certificate %s has %d URI SANs; want at most one", serial(cert), len(uris))
+		if u := cert.URIs[0]; u.Scheme != "spiffe" || u.User != nil || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" ||
+			!strings.HasPrefix(sid[len("spiffe://"):], u.Host) || sid[len("spiffe://")+len(u.Host):] != u.Path {
+			// Both read the same bytes; they must agree, or one of them
+			// is wrong about what the certificate says.
+			return nil, fmt.Errorf("certificate %s: URI SAN %s does not read as crypto/x509 parsed it", serial(cert), clip(sid))
+		}
+		id.spiffeID = sid
 	}
 	if id.commonName == "" && id.spiffeID == "" && len(id.dnsNames) == 0 {
 		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
 	}
 	id.name = id.describe()
-	id.logAttrs = id.makeLogAttrs()
 	return id, nil
 }
 
-// rawURISANs returns the URI SANs of cert as written in its subject
-// alternative name extension. crypto/x509 keeps only the parsed URLs.
-func rawURISANs(cert *x509.Certificate) ([]string, error) {
-	var uris []string
-	n := 0
+// rawURISAN returns the one URI SAN of cert as written in its subject
+// alternative name extension (crypto/x509 keeps only the parsed URL), or
+// nil for none. It fails on several URIs, more than MaxSANs names, or an
+// extension that does not agree with what x509 parsed (a certificate built
+// in memory rather than parsed has no extension to read).
+func rawURISAN(cert *x509.Certificate) ([]byte, error) {
+	var (
+		uri       []byte
+		uris, n   int
+		extension bool
+	)
 	for _, ext := range cert.Extensions {
-		if !ext.Id.Equal(oidSubjectAltName) {
-			continue
-		}
-		var err error
-		uris, n, err = parseSANs(ext.Value)
-		if err != nil {
-			return nil, err
-		}
-	}
-	if n > MaxSANs {
-		return nil, fmt.Errorf("%d subject alternative names; at most %d are accepted", n, MaxSANs)
-	}
-	// The text must be what crypto/x509 parsed (a certificate built in
-	// memory rather than parsed has no extension to read).
-	if len(uris) != len(cert.URIs) {
-		return nil, fmt.Errorf("its %d parsed URI SANs do not match the %d in its SAN extension", len(cert.URIs), len(uris))
-	}
-	for i, u := range uris {
-		if pu, err := url.Parse(u); err != nil || pu.String() != cert.URIs[i].String() {
-			return nil, fmt.Errorf("its parsed URI SAN %s does not match %s in its SAN extension", clip(cert.URIs[i].String()), clip(u))
+		if ext.Id.Equal(oidSubjectAltName) {
+			var err error
+			if uri, uris, n, err = parseSANs(ext.Value); err != nil {
+				return nil, err
+			}
+			extension = true
 		}
 	}
-	return uris, nil
+	switch {
+	case n > MaxSANs:
+		return nil, fmt.Errorf("%d or more subject alternative names; at most %d are accepted", n, MaxSANs)
+	case uris > 1:
+		return nil, fmt.Errorf("%d URI SANs; want at most one", uris)
+	case uris != len(cert.URIs) || !extension && len(cert.URIs)+len(cert.DNSNames) > 0:
+		return nil, fmt.Errorf("its parsed SANs do not match its SAN extension")
+	}
+	return uri, nil
 }
 
 // parseSANs reads a SubjectAltName extension (RFC 5280 4.2.1.6: a SEQUENCE
-// OF GeneralName), returning its URIs and how many names of any kind it
-// holds. It stops counting past MaxSANs.
-func parseSANs(der []byte) (uris []string, n int, err error) {
-	var seq asn1.RawValue
-	rest, err := asn1.Unmarshal(der, &seq)
-	if err != nil || len(rest) != 0 || seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
-		return nil, 0, errors.New("malformed subject alternative name extension")
+// OF GeneralName) as strict DER, returning its first URI, how many URIs it
+// holds, and how many names of any kind, counting no further than
+// MaxSANs+1. It is a few bounds checks per name: this runs at every
+// handshake, and for grpc-go's own TLS credentials on every call.
+func parseSANs(der []byte) (uri []byte, uris, n int, err error) {
+	malformed := errors.New("malformed subject alternative name extension")
+	tag, seq, rest, ok := readTLV(der)
+	if !ok || tag != 0x30 || len(rest) != 0 { // SEQUENCE
+		return nil, 0, 0, malformed
 	}
-	const uriTag = 6 // uniformResourceIdentifier [6] IA5String
-	for rest = seq.Bytes; len(rest) > 0; {
-		var v asn1.RawValue
-		if rest, err = asn1.Unmarshal(rest, &v); err != nil {
-			return nil, 0, errors.New("malformed subject alternative name extension")
+	for len(seq) > 0 {
+		var v []byte
+		if tag, v, seq, ok = readTLV(seq); !ok {
+			return nil, 0, 0, malformed
 		}
 		if n++; n > MaxSANs {
-			return nil, n, nil
+			return nil, 0, n, nil
 		}
-		// What crypto/x509 reads as a URI: a primitive [6]; it skips
-		// anything else it does not know.
-		if v.Class == asn1.ClassContextSpecific && v.Tag == uriTag && !v.IsCompound {
-			uris = append(uris, string(v.Bytes))
+		// What crypto/x509 reads as a URI: a primitive [6]
+		// uniformResourceIdentifier. It skips anything it does not know.
+		if tag == 0x86 {
+			if uris++; uris == 1 {
+				uri = v
+			}
 		}
 	}
-	return uris, n, nil
+	return uri, uris, n, nil
+}
+
+// readTLV reads one DER element: its identifier octet, its contents and
+// what follows. High tag numbers (none in a SAN), indefinite and
+// non-minimal lengths are refused, as crypto/x509's reader refuses them.
+func readTLV(b []byte) (tag byte, content, rest []byte, ok bool) {
+	if len(b) < 2 || b[0]&0x1f == 0x1f {
+		return 0, nil, nil, false
+	}
+	tag, l, b := b[0], int(b[1]), b[2:]
+	if l >= 0x80 {
+		octets := l & 0x7f
+		if octets == 0 || octets > 3 || len(b) < octets {
+			return 0, nil, nil, false
+		}
+		l = 0
+		for _, c := range b[:octets] {
+			l = l<<8 | int(c)
+		}
+		if l < 0x80 || octets > 1 && l < 1<<(8*(octets-1)) {
+			return 0, nil, nil, false
+		}
+		b = b[octets:]
+	}
+	if len(b) < l {
+		return 0, nil, nil, false
+	}
+	return tag, b[:l], b[l:], true
 }
 
 // normalizeDNSNames lower-cases DNS names, which compare without case, and

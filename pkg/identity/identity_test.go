@@ -316,6 +316,8 @@ func TestLogNamesCannotImpersonate(t *testing.T) {
 		{name: "zero width space", cn: "ad\u200bmin", wantString: `"ad\u200bmin"`, wantCN: `ad\u200bmin`},
 		{name: "newline", cn: "order\nlevel=ERROR msg=forged", wantString: `"order\nlevel=ERROR msg=forged"`, wantCN: `order\nlevel=ERROR msg=forged`},
 		{name: "DNS name with spaces", dns: []string{"admin (spiffe://example.org/admin)"}, wantString: `dns:"admin (spiffe://example.org/admin)"`},
+		{name: "homoglyph", cn: "\u0430dmin", wantString: `"\u0430dmin"`, wantCN: "\u0430dmin"},
+		{name: "accented", cn: "Zürich-Ops", wantString: `"Z\u00fcrich-Ops"`, wantCN: "Zürich-Ops"},
 		{name: "120 KB common name", cn: huge, wantString: `"` + strings.Repeat("A", 128) + `...(122880 bytes)"`, wantCN: strings.Repeat("A", 128) + "...(122880 bytes)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

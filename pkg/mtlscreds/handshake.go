@@ -41,10 +41,22 @@ func (st *state) serverHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, 
 		return nil, nil, err
 	}
 	if info.Identity == nil {
-		// Only PERMISSIVE gets here: say so on every such connection.
+		// Only PERMISSIVE gets here: say so loudly, but once per address
+		// per interval, so that a scanner opening connections in a loop
+		// does not flood the log; the counter counts every one.
 		st.metrics.unauthenticated()
-		st.log.Warn("mtlscreds: PERMISSIVE: accepted a connection without a client certificate; it has no identity",
-			"remote", raw.RemoteAddr().String())
+		remote := raw.RemoteAddr().String()
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			host = remote
+		}
+		if ok, suppressed := st.sample.Allow("permissive\x00" + host); ok {
+			attrs := []any{"remote", remote}
+			if suppressed > 0 {
+				attrs = append(attrs, "suppressed", suppressed)
+			}
+			st.log.Warn("mtlscreds: PERMISSIVE: accepted a connection without a client certificate; it has no identity", attrs...)
+		}
 	}
 	return wrapConn(raw, conn), info, nil
 }

@@ -18,15 +18,15 @@ import (
 // watch event that changed nothing.
 type fileSet struct {
 	cert, key, ca, crl []byte
-	// trustDomains maps the roots in ca (by DER) to their trust domain
-	// when a Source said so (the Workload API sends bundles by trust
-	// domain); nil for files.
-	trustDomains map[string]string
+	// caTrustDomains is the trust domain of each root of ca (by DER), from
+	// a Source whose bundles come per trust domain (the SPIFFE Workload
+	// API); it wins over the root's own URI SAN. Nil for files.
+	caTrustDomains map[string]string
 }
 
 func (f *fileSet) equal(g *fileSet) bool {
 	return bytes.Equal(f.cert, g.cert) && bytes.Equal(f.key, g.key) &&
-		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl) && maps.Equal(f.trustDomains, g.trustDomains)
+		bytes.Equal(f.ca, g.ca) && bytes.Equal(f.crl, g.crl) && maps.Equal(f.caTrustDomains, g.caTrustDomains)
 }
 
 // snapshot is one validated set of credentials. It is never modified after
@@ -134,10 +134,7 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		roots: roots,
 	}
 	s.pool = pool
-	s.trustDomains = rootTrustDomains(roots, o.TrustDomain)
-	if f.trustDomains != nil {
-		s.trustDomains = f.trustDomains // what the source says, not what the roots claim
-	}
+	s.trustDomains = rootTrustDomains(roots, o.TrustDomain, f.caTrustDomains)
 	if s.trustDomains == nil && len(roots) > 1 {
 		st.log.Warn("mtlscreds: no root in the CA file names a trust domain, so any of them may vouch for any SPIFFE ID; give the roots a URI SAN spiffe://TRUST-DOMAIN or set Options.TrustDomain",
 			"file", o.CAFile, "roots", len(roots))

@@ -18,10 +18,13 @@
 //     and the last good set stays. Open connections are never closed by a
 //     reload; ServerOptions bounds their age instead, so that rotations and
 //     revocations reach long-lived connections too.
-//   - Peers are verified on both sides: chain to the bundle, the clientAuth
-//     or serverAuth extended key usage present in the leaf, a leaf that is not
-//     a CA, and, when a CRL is configured, revocation on every handshake,
-//     refusing a peer whose revocation cannot be decided.
+//   - Peers are verified on both sides, by one check that VerifyPeer also
+//     runs (mtlsca verify uses it): at most 10 certificates presented, chain
+//     to the bundle, the clientAuth or serverAuth extended key usage present
+//     in the leaf, a leaf that is not a CA, a SPIFFE ID only from a root of
+//     its own trust domain, a common name only within the chain's name
+//     constraints, and, when a CRL is configured, revocation on every
+//     handshake, refusing a peer whose revocation cannot be decided.
 //   - Handshakes return identity.AuthInfo carrying the identity of the
 //     verified peer, parsed once per connection. A certificate that did not
 //     verify, or no certificate at all, never yields an identity.

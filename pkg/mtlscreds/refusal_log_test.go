@@ -57,3 +57,33 @@ func TestRefusalLogIsCappedAndSampled(t *testing.T) {
 		t.Errorf("the line lacks the reason or the cut subject's length: %.500s", refused[0])
 	}
 }
+
+// PERMISSIVE says loudly that it let a caller in without a certificate,
+// but a scanner connecting in a loop gets one line per interval; the
+// counter counts every connection.
+func TestPermissiveLogIsSampled(t *testing.T) {
+	a := newAuthority(t)
+	f := newFiles(t)
+	f.write(t, issue(t, a, "server"), a.Root)
+	so := f.options(false)
+	so.Mode = Permissive
+	ob := observe(&so)
+	srvCreds, err := NewServer(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srvCreds.Close() })
+	srv := startServer(t, ServerOptions(srvCreds)...)
+	const conns = 5
+	for range conns {
+		if _, err := check(dial(t, srv.addr, bareClient(nil, "server", a.Root), "")); err != nil {
+			t.Fatalf("PERMISSIVE refused a caller without a certificate: %v", err)
+		}
+	}
+	if n := ob.sum(t, metricUnauthenticated); n != conns {
+		t.Fatalf("%s = %d, want %d", metricUnauthenticated, n, conns)
+	}
+	if n := strings.Count(ob.log.String(), "PERMISSIVE: accepted a connection"); n != 1 {
+		t.Errorf("%d PERMISSIVE lines for %d connections from one address, want 1", n, conns)
+	}
+}

@@ -86,10 +86,10 @@ func (m *Material) fileSet() (fileSet, error) {
 	// Each root vouches for the trust domain whose bundle it came in, as
 	// go-spiffe's x509svid.Verify has it, whatever URI SAN it carries or
 	// lacks (an upstream CA's root has none).
-	fs.trustDomains = make(map[string]string)
+	fs.caTrustDomains = make(map[string]string)
 	for td, roots := range m.Bundles {
 		for _, r := range roots {
-			fs.trustDomains[string(r.Raw)] = td
+			fs.caTrustDomains[string(r.Raw)] = td
 		}
 	}
 	return fs, nil

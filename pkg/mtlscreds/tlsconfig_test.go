@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -94,5 +95,56 @@ func TestTLSConfigClientOffersOnlyAEADSuites(t *testing.T) {
 	if err == nil {
 		conn.Close()
 		t.Fatalf("handshake with a CBC suite succeeded (%s)", tls.CipherSuiteName(conn.ConnectionState().CipherSuite))
+	}
+}
+
+// TestTLSConfigServerBindsTrustDomains: the HTTPS server of TLSConfig,
+// where crypto/tls verifies the chain, runs the same checks after it: a
+// partner root's certificate claiming our trust domain's SPIFFE ID gets no
+// response, its own SPIFFE ID does.
+func TestTLSConfigServerBindsTrustDomains(t *testing.T) {
+	a := newAuthority(t)
+	partner, err := ca.New(ca.Options{TrustDomain: "other.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFiles(t)
+	f.write(t, issue(t, a, "server"), a.Root, partner.Root)
+	creds, err := NewServer(withLogger(f.options(false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creds.Close()
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", creds.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{ErrorLog: log.New(io.Discard, "", 0), Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		id, err := identity.FromConnectionState(*req.TLS)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, id.SPIFFEID())
+	})}
+	go hs.Serve(lis)
+	defer hs.Close()
+	get := func(leaf *ca.Leaf) (string, error) {
+		tr := &http.Transport{TLSClientConfig: bareConfig(leaf, "server", a.Root)}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr}).Get("https://" + lis.Addr().String() + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), nil
+	}
+	const theirs = "spiffe://other.example/client"
+	if body, err := get(leafOf(t, partner, "client", nil, theirs)); err != nil || body != theirs {
+		t.Fatalf("the partner's own SPIFFE ID: %q, %v", body, err)
+	}
+	if body, err := get(leafOf(t, partner, "client", nil, "spiffe://"+trustDomain+"/admin")); err == nil {
+		t.Fatalf("a partner's certificate with our SPIFFE ID got a response: %q", body)
 	}
 }

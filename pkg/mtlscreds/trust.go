@@ -24,11 +24,15 @@ import (
 //     the names it is constrained to, in the CN as in the SANs.
 
 // rootTrustDomains maps each root that has a trust domain (by its DER) to
-// it, or returns nil when none has.
-func rootTrustDomains(roots []*x509.Certificate, configured string) map[string]string {
+// it, or returns nil when none has. given, from a Source with bundles per
+// trust domain, comes first; then the root's own URI SAN; then configured.
+func rootTrustDomains(roots []*x509.Certificate, configured string, given map[string]string) map[string]string {
 	var out map[string]string
 	for _, r := range roots {
-		td := rootTrustDomain(r)
+		td := given[string(r.Raw)]
+		if td == "" {
+			td = rootTrustDomain(r)
+		}
 		if td == "" {
 			td = configured
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
+	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/identity"
 )
 
@@ -169,4 +170,45 @@ func FuzzPeerSANs(f *testing.F) {
 			t.Fatalf("accepted the common name %q outside the constraint %q", cn, constraint)
 		}
 	})
+}
+
+// TestSourceBundlesPerTrustDomain: a Source whose bundles come per trust
+// domain (the Workload API's) says which trust domain each root is for,
+// and that wins over what the root names (here nothing): the same binding
+// as go-spiffe's, for roots without a URI SAN.
+func TestSourceBundlesPerTrustDomain(t *testing.T) {
+	own := untaggedAuthority(t)
+	federated := untaggedAuthority(t)
+	st := &state{opts: Options{CertFile: "svid", KeyFile: "key", CAFile: "bundles"}, log: discard(), now: time.Now,
+		peerEKU: x509.ExtKeyUsageClientAuth, ownEKU: x509.ExtKeyUsageServerAuth, server: true}
+	server := leafOf(t, own, "server", []string{"server"}, "spiffe://example.org/server")
+	key, err := pemfile.EncodeKey(server.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.load(fileSet{
+		cert: pemfile.EncodeCerts(server.Chain...), key: key, ca: pemfile.EncodeCerts(own.Root, federated.Root),
+		caTrustDomains: map[string]string{string(own.Root.Raw): "example.org", string(federated.Root.Raw): "partner.example"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		leaf       *ca.Leaf
+		wantReason string
+	}{
+		{leafOf(t, own, "a", nil, "spiffe://example.org/a"), ""},
+		{leafOf(t, federated, "b", nil, "spiffe://partner.example/b"), ""},
+		{leafOf(t, federated, "c", nil, "spiffe://example.org/admin"), reasonTrustDomain},
+		{leafOf(t, own, "d", nil, "spiffe://partner.example/d"), reasonTrustDomain},
+	} {
+		_, err := snap.verify(tc.leaf.Chain, x509.ExtKeyUsageClientAuth, "", "", time.Now())
+		got := ""
+		if err != nil {
+			got = RefusalReason(err)
+		}
+		if got != tc.wantReason {
+			t.Errorf("%s: refusal %q (%v), want %q", tc.leaf.Cert.URIs[0], got, err, tc.wantReason)
+		}
+	}
 }

@@ -520,7 +520,7 @@ func VerifyPeer(chain []*x509.Certificate, o PeerOptions) (*identity.Identity, e
 	default:
 		return nil, fmt.Errorf("mtlscreds: PeerOptions.Usage %s: want clientAuth or serverAuth", usageName(o.Usage))
 	}
-	v := verifier{pool: x509.NewCertPool(), trustDomains: rootTrustDomains(o.Roots, o.TrustDomain)}
+	v := verifier{pool: x509.NewCertPool(), trustDomains: rootTrustDomains(o.Roots, o.TrustDomain, nil)}
 	for _, r := range o.Roots {
 		v.pool.AddCert(r)
 	}

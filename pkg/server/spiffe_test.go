@@ -12,20 +12,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	orderv1 "github.com/idwire/idwire/gen/order/v1"
-	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/fakeagent"
+	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
+	"github.com/idwire/idwire/internal/servertest"
 	"github.com/idwire/idwire/pkg/server"
-	"github.com/idwire/idwire/services/order/ordersvc"
-	"github.com/idwire/idwire/services/payment/paymentsvc"
-	"github.com/idwire/idwire/services/user/usersvc"
 )
 
-// TestSPIFFESocket runs the three services on X509-SVIDs from the Workload
-// API (one agent per workload, as each would see its own), calls them from
-// callers with files, and follows one order through order's own calls to
-// user and payment, which present order's SVID.
+// TestSPIFFESocket runs two stores and a relay on X509-SVIDs from the
+// Workload API (one agent per workload, as each would see its own), calls
+// them from callers with files, and follows one call through the relay's own
+// calls to the stores, which present the relay's SVID.
 func TestSPIFFESocket(t *testing.T) {
 	auth, err := ca.New(ca.Options{TrustDomain: "test.idwire"})
 	if err != nil {
@@ -56,12 +53,13 @@ func TestSPIFFESocket(t *testing.T) {
 		return server.Config{Listen: "127.0.0.1:0", SPIFFESocket: socket(name)}
 	}
 
-	userCfg := cfg("user")
-	users := start(t, userCfg, usersvc.Service(), nil)
-	payments := start(t, cfg("payment"), paymentsvc.Service(), nil)
-	orders := start(t, cfg("order"), ordersvc.Service(&ordersvc.Peers{
-		UserAddr: users.Addr().String(), PaymentAddr: payments.Addr().String(),
-	}), nil)
+	storeCfg := cfg("store")
+	stores := start(t, storeCfg, servertest.StoreService("store"), nil)
+	others := start(t, cfg("other"), servertest.StoreService("other"), nil)
+	relays := start(t, cfg("relay"), servertest.RelayService(
+		servertest.Peer{Addr: stores.Addr().String(), Identity: "store"},
+		servertest.Peer{Addr: others.Addr().String(), Identity: "other"},
+	), nil)
 
 	dial := func(cc server.ClientConfig, addr string) *server.Conn {
 		conn, err := server.Dial(addr, cc)
@@ -73,42 +71,47 @@ func TestSPIFFESocket(t *testing.T) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin := userv1.NewUserServiceClient(dial(caller("admin", "spiffe://test.idwire/user"), users.Addr().String()))
-	u, err := admin.CreateUser(c, &userv1.CreateUserRequest{Email: "spiffe@example.com", DisplayName: "SVID"})
+	// The server's SVID names it by its SPIFFE ID, which the caller may pin.
+	for _, srv := range []struct{ name, peer, addr string }{
+		{"store", "spiffe://test.idwire/store", stores.Addr().String()},
+		{"other", "other", others.Addr().String()},
+	} {
+		admin := servertestv1.NewStoreServiceClient(dial(caller("admin", srv.peer), srv.addr))
+		if _, err := admin.Put(c, &servertestv1.PutRequest{Key: "k", Value: srv.name}); err != nil {
+			t.Fatalf("admin → %s Put: %v", srv.name, err)
+		}
+	}
+	frontendAtStore := servertestv1.NewStoreServiceClient(dial(caller("frontend", "store"), stores.Addr().String()))
+	if _, err := frontendAtStore.Get(c, &servertestv1.GetRequest{Key: "k"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("frontend → store Get: %v, want PermissionDenied", err)
+	}
+	front := servertestv1.NewRelayServiceClient(dial(caller("frontend", "relay"), relays.Addr().String()))
+	got, err := front.Relay(c, &servertestv1.RelayRequest{Key: "k"})
 	if err != nil {
-		t.Fatalf("admin → user: %v", err)
+		t.Fatalf("frontend → relay → store, other: %v", err)
 	}
-	frontendAtUser := userv1.NewUserServiceClient(dial(caller("frontend", "user"), users.Addr().String()))
-	if _, err := frontendAtUser.GetUser(c, &userv1.GetUserRequest{Id: u.GetUser().GetId()}); status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("frontend → user GetUser: %v, want PermissionDenied", err)
-	}
-	front := orderv1.NewOrderServiceClient(dial(caller("frontend", "order"), orders.Addr().String()))
-	o, err := front.CreateOrder(c, &orderv1.CreateOrderRequest{UserId: u.GetUser().GetId(), Description: "svid", AmountMinor: 1, CurrencyCode: "EUR"})
-	if err != nil {
-		t.Fatalf("frontend → order → user, payment: %v", err)
-	}
-	if o.GetOrder().GetPaymentId() == "" {
-		t.Fatalf("order %v has no payment", o.GetOrder())
+	if v := got.GetValues(); len(v) != 2 || v[0] != "store" || v[1] != "other" {
+		t.Fatalf("relay returned %q, want [store other]", v)
 	}
 
 	// The health check of an instance run from the Workload API calls as
 	// its SVID and expects the server's to match.
-	hc := userCfg
-	hc.Listen = users.Addr().String()
+	hc := storeCfg
+	hc.Listen = stores.Addr().String()
 	if err := server.Healthcheck(c, hc); err != nil {
 		t.Errorf("Healthcheck with --spiffe-socket: %v", err)
 	}
 }
 
 func TestSPIFFESocketConfigErrors(t *testing.T) {
-	dir := pki(t, "user")
+	dir := pki(t, "store")
 	tests := []struct {
 		name string
 		cfg  server.Config
 		want []string
 	}{
 		{"socket and files", func() server.Config {
-			c := config(dir, "user")
+			c := config(dir, "store")
 			c.SPIFFESocket = "unix:///nonexistent/agent.sock"
 			return c
 		}(), []string{"--spiffe-socket (SPIFFE_ENDPOINT_SOCKET) and --cert, --key, --ca", "alternatives"}},
@@ -117,7 +120,7 @@ func TestSPIFFESocketConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := server.New(tt.cfg, usersvc.Service(), slog.New(slog.DiscardHandler))
+			_, err := server.New(tt.cfg, servertest.StoreService("store"), slog.New(slog.DiscardHandler))
 			if err == nil {
 				t.Fatal("New succeeded, want an error")
 			}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 
 	orderv1 "github.com/idwire/idwire/gen/order/v1"
 	paymentv1 "github.com/idwire/idwire/gen/payment/v1"
@@ -31,27 +32,26 @@ type env struct {
 	stopDeps func() // stops the user and payment server
 }
 
-// start runs user and payment on one loopback server and order on another
-// that calls them over gRPC, as in production minus TLS (mTLS and
+// start runs user and payment on one in-memory server and order on another
+// that calls them over gRPC, as in production minus TLS and ports (mTLS and
 // authorization are tested end to end in services/e2e).
 func start(t *testing.T) *env {
 	t.Helper()
-	dial := func(addr string) *grpc.ClientConn {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dial := func(lis *bufconn.Listener) *grpc.ClientConn {
+		conn, err := grpc.NewClient("passthrough:///ordersvc",
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
 		return conn
 	}
-	listen := func(srv *grpc.Server) string {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+	listen := func(srv *grpc.Server) *bufconn.Listener {
+		lis := bufconn.Listen(1 << 20)
 		go srv.Serve(lis)
 		t.Cleanup(srv.Stop)
-		return lis.Addr().String()
+		return lis
 	}
 	deps := grpc.NewServer()
 	userv1.RegisterUserServiceServer(deps, usersvc.New())

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/services/user/usersvc"
@@ -20,18 +21,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// serve runs s on a loopback listener. Handler tests need no TLS: mTLS and
-// authorization are pkg/server's job, tested end to end in services/e2e.
+// serve runs s on an in-memory listener. Handler tests need no TLS and no
+// port: mTLS and authorization are pkg/server's job, tested end to end in
+// services/e2e.
 func serve(t *testing.T, s *usersvc.Server) userv1.UserServiceClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	userv1.RegisterUserServiceServer(srv, s)
 	go srv.Serve(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///usersvc",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

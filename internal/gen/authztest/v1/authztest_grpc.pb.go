@@ -1,7 +1,7 @@
 // Package authztest.v1 holds the services pkg/authz's tests serve. It lives in
 // its own buf module (internal/authztest/proto) so that it is never mistaken
-// for part of idwire's API; it is generated into gen/authztest/v1 only because
-// Go tests need the generated code.
+// for part of idwire's API; it is generated into internal/gen/authztest/v1
+// (internal/buf.gen.yaml), where only this module may import it.
 //
 // It also shows how a project extends authz.v1.Rule with a field of its own:
 // the extending file must use editions or proto2, because proto3 may only
