@@ -200,7 +200,7 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 		}
 		return refuse(status.Newf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), identity.LogSafe(fullMethod)))
 	}
-	id := caller(ctx)
+	id, _ := identity.FromContext(ctx)
 	if len(r.checks) == 0 {
 		// The fast path: a pointer comparison or a few lookups, an atomic
 		// add, no allocation. The identity is parsed once per connection,
@@ -342,34 +342,12 @@ func IsRefusal(err error) bool {
 }
 
 // PeerFrom returns the verified caller of the call in ctx, for handlers. It
-// reads the identity the transport credentials parsed at the handshake
-// (identity.AuthInfo). With plain grpc-go TLS credentials it parses the
-// verified leaf on every call, which costs microseconds and allocations:
-// use idwire's pkg/mtlscreds. It reports false for a caller without a
-// verified, unambiguous identity.
+// reports false for a caller without a verified, unambiguous identity.
+//
+// Deprecated: use identity.FromContext, which does not need the authz
+// package.
 func PeerFrom(ctx context.Context) (*identity.Identity, bool) {
-	id, _ := peerIdentity(ctx)
-	return id, id != nil
-}
-
-// caller is peerIdentity without the reason, for the allow path.
-func caller(ctx context.Context) *identity.Identity {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return nil
-	}
-	switch ai := p.AuthInfo.(type) {
-	case identity.AuthInfo:
-		return ai.Identity
-	case *identity.AuthInfo:
-		if ai != nil {
-			return ai.Identity
-		}
-	case credentials.TLSInfo:
-		id, _ := identity.FromConnectionState(ai.State)
-		return id
-	}
-	return nil
+	return identity.FromContext(ctx)
 }
 
 // peerIdentity finds the caller's identity, or says why there is none. Only

@@ -191,7 +191,7 @@ func TestAuthorizeOverRealHandshakes(t *testing.T) {
 							want = caller
 						}
 						if pong.GetCaller() != want {
-							t.Errorf("handler saw caller %q through PeerFrom, want %q", pong.GetCaller(), want)
+							t.Errorf("handler saw caller %q through identity.FromContext, want %q", pong.GetCaller(), want)
 						}
 					case codes.PermissionDenied:
 						// The message names caller and method, never the rule.

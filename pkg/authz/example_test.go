@@ -58,7 +58,7 @@ func Example() {
 		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(), az.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), az.StreamServerInterceptor()),
 	)...)
-	authztestv1.RegisterGuardedServiceServer(srv, guarded{}) // handlers call authz.PeerFrom
+	authztestv1.RegisterGuardedServiceServer(srv, guarded{}) // handlers call identity.FromContext
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	if err := az.Compile(srv); err != nil { // every method has a rule, or this fails
 		log.Fatal(err)

@@ -254,13 +254,13 @@ func (p *pki) clientCreds(t testing.TB, name string) credentials.TransportCreden
 }
 
 // guarded implements the test service; every reply names the caller as
-// authz.PeerFrom sees it.
+// identity.FromContext sees it.
 type guarded struct {
 	authztestv1.UnimplementedGuardedServiceServer
 }
 
 func reply(ctx context.Context) (*authztestv1.Pong, error) {
-	id, ok := authz.PeerFrom(ctx)
+	id, ok := identity.FromContext(ctx)
 	caller := "<none>"
 	if ok {
 		caller = id.String()

@@ -11,6 +11,7 @@ import (
 
 	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
+	"github.com/idwire/idwire/pkg/identity"
 )
 
 // A handler that gets the caller's identity cannot make itself somebody
@@ -21,7 +22,7 @@ func TestHandlerCannotChangeTheIdentity(t *testing.T) {
 	a := authz.New(authz.Options{Logger: slog.New(slog.DiscardHandler)})
 	// Runs after authz, with what a handler gets.
 	hostile := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		if id, ok := authz.PeerFrom(ctx); ok {
+		if id, ok := identity.FromContext(ctx); ok {
 			if names := id.DNSNames(); len(names) > 0 {
 				names[0] = "order.internal"
 			}
@@ -55,5 +56,19 @@ func TestHandlerCannotChangeTheIdentity(t *testing.T) {
 	}
 	if want := "mutator (spiffe://authz.test/mutator)"; pong.GetCaller() != want {
 		t.Errorf("the handler saw caller %q, want %q", pong.GetCaller(), want)
+	}
+}
+
+// PeerFrom is kept, deprecated, so that handlers written against it still
+// compile and see the same caller as identity.FromContext.
+func TestPeerFromIsFromContext(t *testing.T) {
+	for _, client := range []string{"order", ""} {
+		ctx := peerCtx(t, client)
+		want, wantOK := identity.FromContext(ctx)
+		//lint:ignore SA1019 the deprecated name is what this tests
+		got, ok := authz.PeerFrom(ctx)
+		if got != want || ok != wantOK || ok != (client != "") {
+			t.Errorf("client %q: PeerFrom = %v, %v; identity.FromContext = %v, %v", client, got, ok, want, wantOK)
+		}
 	}
 }

@@ -50,10 +50,9 @@ func Example() {
 	defer srvCreds.Close()
 	srv := grpc.NewServer(append(mtlscreds.ServerOptions(srvCreds),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			// The identity was parsed once, at the handshake. Handlers of
-			// an authz-protected server use authz.PeerFrom(ctx) instead.
-			p, _ := peer.FromContext(ctx)
-			fmt.Println("caller:", p.AuthInfo.(identity.AuthInfo).Identity)
+			// The identity was parsed once, at the handshake.
+			id, _ := identity.FromContext(ctx)
+			fmt.Println("caller:", id)
 			return h(ctx, req)
 		}))...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())

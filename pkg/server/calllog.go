@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/idwire/idwire/pkg/authz"
+	"github.com/idwire/idwire/pkg/identity"
 )
 
 // Call log modes (--call-log): which calls get a "finished call" line. A
@@ -112,7 +113,7 @@ func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start t
 	}
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	caller := "<none>"
-	if id, ok := authz.PeerFrom(ctx); ok {
+	if id, ok := identity.FromContext(ctx); ok {
 		caller = id.String()
 	}
 	attrs := make([]slog.Attr, 0, 11)

@@ -78,7 +78,7 @@ func (x *Ping) GetText() string {
 type Pong struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Text  *string                `protobuf:"bytes,1,opt,name=text" json:"text,omitempty"`
-	// The caller as the handler saw it through authz.PeerFrom.
+	// The caller as the handler saw it through identity.FromContext.
 	Caller        *string `protobuf:"bytes,2,opt,name=caller" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
