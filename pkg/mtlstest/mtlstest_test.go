@@ -180,9 +180,53 @@ func TestZeroOptions(t *testing.T) {
 	if life := time.Until(id.Cert.NotAfter).Round(time.Minute); life != mtlstest.DefaultTTL {
 		t.Errorf("leaf lives %s, want DefaultTTL %s", life, mtlstest.DefaultTTL)
 	}
-	if !strings.HasPrefix(certs.Dir(), os.TempDir()) && !strings.Contains(certs.Dir(), t.Name()) {
-		t.Errorf("Dir %s is not a temporary directory", certs.Dir())
+	if rel, err := filepath.Rel(os.TempDir(), id.Dir); err != nil || strings.HasPrefix(rel, "..") || id.Dir != filepath.Join(certs.Dir(), "order") {
+		t.Errorf("identity folder %s is not Dir/order under the temporary directory %s", id.Dir, os.TempDir())
 	}
+}
+
+// TestConcurrentIssue: parallel tests may share one CA.
+func TestConcurrentIssue(t *testing.T) {
+	certs := mtlstest.New(t, mtlstest.Options{})
+	names := []string{"a", "b", "c", "d", "a", "b", "c", "d"}
+	errs := make(chan error, len(names))
+	for _, n := range names {
+		go func() {
+			_, err := certs.Issue(n, mtlstest.IssueOptions{})
+			errs <- err
+		}()
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names[:4] {
+		id := certs.Identity(n)
+		chain, err := pemfile.ReadCerts(id.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !chain[0].Equal(id.Cert) {
+			t.Errorf("%s: tls.crt is not the certificate Identity returns", n)
+		}
+		keyPEM, err := os.ReadFile(id.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tls.X509KeyPair(mustRead(t, id.CertFile), keyPEM); err != nil {
+			t.Errorf("%s: tls.crt and tls.key do not match: %v", n, err)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestNewCAClose: NewCA's own directory goes on Close, a given Dir stays.
