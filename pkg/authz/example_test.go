@@ -38,7 +38,7 @@ func Example() {
 	}
 	defer certs.Close()
 
-	creds, err := mtlscreds.NewServer(certs.Identity("server").ServerOptions())
+	creds, err := mtlscreds.NewServer(certs.Identity("server").Options())
 	if err != nil {
 		log.Fatal(err)
 	}

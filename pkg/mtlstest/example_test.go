@@ -26,7 +26,7 @@ func Example() {
 	}
 	defer certs.Close()
 
-	srvOpts := certs.Identity("order").ServerOptions() // order's tls.crt, tls.key, ca.crt
+	srvOpts := certs.Identity("order").Options() // order's tls.crt, tls.key, ca.crt
 	srvOpts.Logger = quiet
 	srvCreds, err := mtlscreds.NewServer(srvOpts)
 	if err != nil {

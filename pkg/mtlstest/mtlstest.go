@@ -12,7 +12,7 @@
 // In a test:
 //
 //	certs := mtlstest.New(t, mtlstest.Options{Names: []string{"order", "user"}})
-//	srv, err := mtlscreds.NewServer(certs.Identity("order").ServerOptions())
+//	srv, err := mtlscreds.NewServer(certs.Identity("order").Options())
 //	cli, err := mtlscreds.NewClient(certs.Identity("user").ClientOptions("order"))
 //
 // Outside a test (an Example, a demo), NewCA returns the CA and Close
@@ -22,6 +22,7 @@ package mtlstest
 import (
 	"crypto/x509"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -180,7 +181,6 @@ func (c *CA) Issue(name string, opts IssueOptions) (Identity, error) {
 		KeyFile:  filepath.Join(dir, ca.KeyFile),
 		CAFile:   filepath.Join(dir, ca.BundleFile),
 		Cert:     leaf.Cert,
-		td:       c.authority.TrustDomain,
 	}
 	c.ids[name] = id
 	return id, nil
@@ -234,22 +234,23 @@ type Identity struct {
 	Dir, CertFile, KeyFile, CAFile string
 	// Cert is the leaf certificate.
 	Cert *x509.Certificate
-
-	td string
 }
 
-// ServerOptions are the mtlscreds options of a server presenting this
-// identity: the three files. Set Logger, Mode and the rest on the result.
-func (id Identity) ServerOptions() mtlscreds.Options {
+// Options are the mtlscreds options naming this identity's three files:
+// all a server needs. Set Logger, Mode and the rest on the result.
+func (id Identity) Options() mtlscreds.Options {
 	return mtlscreds.Options{CertFile: id.CertFile, KeyFile: id.KeyFile, CAFile: id.CAFile}
 }
 
-// ClientOptions are the mtlscreds options of a client presenting this
-// identity to the server named server (an identity of the same CA): it
-// checks the server's SPIFFE ID rather than the dialled address, so dialling
-// 127.0.0.1 works.
+// ClientOptions are Options for a client of the server named server (an
+// identity of the same CA): the client checks the server's SPIFFE ID rather
+// than the dialled address, so dialling 127.0.0.1 works.
 func (id Identity) ClientOptions(server string) mtlscreds.Options {
-	o := id.ServerOptions()
-	o.ServerIdentity = "spiffe://" + id.td + "/" + server
+	o := id.Options()
+	td := ""
+	if u, err := url.Parse(id.SPIFFEID); err == nil {
+		td = u.Host
+	}
+	o.ServerIdentity = "spiffe://" + td + "/" + server
 	return o
 }

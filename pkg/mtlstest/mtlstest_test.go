@@ -34,7 +34,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // options and returns its address.
 func serve(t *testing.T, id mtlstest.Identity) string {
 	t.Helper()
-	o := id.ServerOptions()
+	o := id.Options()
 	o.Logger = quiet
 	creds, err := mtlscreds.NewServer(o)
 	if err != nil {
@@ -86,7 +86,7 @@ func TestHandshake(t *testing.T) {
 		want codes.Code
 	}{
 		{"client of the same CA", certs.Identity("user").ClientOptions("order"), codes.OK},
-		{"server checked by DNS name", withServerName(certs.Identity("user").ServerOptions(), "order"), codes.OK},
+		{"server checked by DNS name", withServerName(certs.Identity("user").Options(), "order"), codes.OK},
 		{"wrong server identity expected", certs.Identity("user").ClientOptions("payment"), codes.Unavailable},
 		{"client of another CA", other.Identity("user").ClientOptions("order"), codes.Unavailable},
 	}
@@ -144,6 +144,7 @@ func TestCertificateShape(t *testing.T) {
 	}
 	_, verifyErr := leaf.Verify(x509.VerifyOptions{Roots: certs.Pool(), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}})
 
+	opts := id.Options()
 	checks := []struct {
 		what      string
 		got, want any
@@ -162,6 +163,8 @@ func TestCertificateShape(t *testing.T) {
 		{"verifies for client and server auth", verifyErr, nil},
 		{"lifetime is the CA's TTL", leaf.NotAfter.Sub(before).Round(time.Minute), 10 * time.Minute},
 		{"not a CA", leaf.IsCA, false},
+		{"Options files", [3]string{opts.CertFile, opts.KeyFile, opts.CAFile}, [3]string{filepath.Join(id.Dir, "tls.crt"), filepath.Join(id.Dir, "tls.key"), filepath.Join(id.Dir, "ca.crt")}},
+		{"ClientOptions checks the server's SPIFFE ID", id.ClientOptions("order").ServerIdentity, "spiffe://corp.test/order"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
