@@ -382,3 +382,11 @@ func TestIdentityNotIssuedPanics(t *testing.T) {
 	}()
 	certs.Identity("user")
 }
+
+// BenchmarkNew: what a test pays for a CA of its own with two identities.
+func BenchmarkNew(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		mtlstest.New(b, mtlstest.Options{Names: []string{"order", "user"}})
+	}
+}
