@@ -134,7 +134,7 @@ func (w *writer) write() error {
 		bundleFile: {Data: bundles, Mode: 0o644},
 	})
 	if err != nil {
-		w.log.Error("svidwriter: writing the SVID failed; the files keep the last one", "error", err)
+		w.log.Error("svidwriter: writing the SVID failed; the files keep the last one", "err", err)
 		return err
 	}
 	if changed {

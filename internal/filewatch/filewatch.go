@@ -234,7 +234,7 @@ func (w *Watcher) run(last []fileState) {
 				continue
 			}
 			// An overflow or a lost watch may hide a change: look again.
-			w.log.Warn("filewatch: watch error; checking the files again", "error", err)
+			w.log.Warn("filewatch: watch error; checking the files again", "err", err)
 			debounce.Reset(w.opts.Debounce)
 		case <-debounce.C:
 			fire()
@@ -280,7 +280,7 @@ func (w *Watcher) rewatch() {
 			continue
 		}
 		if err := w.notify.Add(dir); err != nil {
-			w.log.Debug("filewatch: directory still cannot be watched; polling it", "dir", dir, "error", err)
+			w.log.Debug("filewatch: directory still cannot be watched; polling it", "dir", dir, "err", err)
 		}
 	}
 }

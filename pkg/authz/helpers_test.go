@@ -261,7 +261,7 @@ type guarded struct {
 
 func reply(ctx context.Context) (*authztestv1.Pong, error) {
 	id, ok := identity.FromContext(ctx)
-	caller := "<none>"
+	caller := "<unauthenticated>"
 	if ok {
 		caller = id.String()
 	}

@@ -529,7 +529,7 @@ func (st *state) reload(trigger string) error {
 	}
 	if err != nil {
 		st.metrics.reloaded(resultFailure)
-		attrs := []any{"trigger", trigger, "error", err}
+		attrs := []any{"trigger", trigger, "err", err}
 		if d := st.scheduleRetry(); d > 0 {
 			attrs = append(attrs, "retry_in", d)
 		}

@@ -56,6 +56,10 @@ func TestRefusalLogIsCappedAndSampled(t *testing.T) {
 	if !strings.Contains(refused[0], "reason="+reasonExpired) || !strings.Contains(refused[0], "bytes)") {
 		t.Errorf("the line lacks the reason or the cut subject's length: %.500s", refused[0])
 	}
+	// err, as every idwire log line names an error.
+	if !strings.Contains(refused[0], " err=") || strings.Contains(refused[0], " error=") {
+		t.Errorf("the error is not under the key err: %.500s", refused[0])
+	}
 }
 
 // PERMISSIVE says loudly that it let a caller in without a certificate,

@@ -462,7 +462,7 @@ func (st *state) handshakeFailed(err error, remote net.Addr) {
 	if !ok {
 		return
 	}
-	attrs := []any{"reason", reason, "error", logsample.Text(err.Error(), 512)}
+	attrs := []any{"reason", reason, "err", logsample.Text(err.Error(), 512)}
 	if remote != nil {
 		attrs = append(attrs, "remote", remote.String())
 	}

@@ -220,9 +220,9 @@ func (s *WorkloadAPISource) OnX509ContextWatchError(err error) {
 		return // Close
 	}
 	if have {
-		s.log.Warn("mtlscreds: Workload API unavailable; keeping the last X509-SVID", "error", err)
+		s.log.Warn("mtlscreds: Workload API unavailable; keeping the last X509-SVID", "err", err)
 	} else {
-		s.log.Warn("mtlscreds: waiting for an X509-SVID from the Workload API", "error", err)
+		s.log.Warn("mtlscreds: waiting for an X509-SVID from the Workload API", "err", err)
 	}
 }
 

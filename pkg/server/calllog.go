@@ -112,7 +112,7 @@ func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start t
 		return
 	}
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	caller := "<none>"
+	caller := "<unauthenticated>" // as identity.Identity and authz log it
 	if id, ok := identity.FromContext(ctx); ok {
 		caller = id.String()
 	}
