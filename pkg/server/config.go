@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,7 +34,7 @@ type Config struct {
 	// Mode is "strict" (default: every caller must present a certificate) or
 	// "permissive" (callers without one get in, and only methods marked
 	// allow_unauthenticated let them through) (--mode, MTLS_MODE).
-	Mode string
+	Mode Mode
 	// PolicyFile is an optional authorization overlay, hot reloaded
 	// (--policy, AUTHZ_POLICY_FILE).
 	PolicyFile string
@@ -45,7 +46,7 @@ type Config struct {
 	DrainTimeout time.Duration
 	// LogLevel is debug, info (default), warn or error (--log-level,
 	// LOG_LEVEL).
-	LogLevel string
+	LogLevel LogLevel
 	// CallLog picks the calls that get a "finished call" log line:
 	// CallLogSampled (default: failed calls and calls whose trace is
 	// sampled), CallLogErrors, CallLogAll or CallLogOff (--call-log,
@@ -64,7 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.StringVar(&c.CAFile, "ca", Env("TLS_CA_FILE", ""), "trust bundle: the CA certificates callers must chain to (env TLS_CA_FILE)")
 	fs.StringVar(&c.SPIFFESocket, "spiffe-socket", Env(mtlscreds.EndpointSocketEnv, ""), "SPIFFE Workload API endpoint, e.g. unix:///run/spire/agent.sock: take the certificate, key and trust bundles from it instead of --cert, --key and --ca (env "+mtlscreds.EndpointSocketEnv+")")
 	fs.StringVar(&c.CRLFile, "crl", Env("TLS_CRL_FILE", ""), "optional certificate revocation list (env TLS_CRL_FILE)")
-	fs.StringVar(&c.Mode, "mode", Env("MTLS_MODE", "strict"), "strict: every caller needs a certificate; permissive: callers without one may reach allow_unauthenticated methods (env MTLS_MODE)")
+	textVar(fs, &c.Mode, "mode", "MTLS_MODE", ModeStrict, "strict: every caller needs a certificate; permissive: callers without one may reach allow_unauthenticated methods (env MTLS_MODE)")
 	fs.StringVar(&c.PolicyFile, "policy", Env("AUTHZ_POLICY_FILE", ""), "optional authorization policy overlay, YAML or JSON, hot reloaded (env AUTHZ_POLICY_FILE)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", Env("METRICS_LISTEN_ADDR", ""), "Prometheus /metrics listen address; empty: none (env METRICS_LISTEN_ADDR)")
 	fs.Func("drain-timeout", "how long a graceful stop waits for open calls (env DRAIN_TIMEOUT, default 20s)", func(s string) error {
@@ -75,7 +76,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 		c.DrainTimeout = d
 		return nil
 	})
-	fs.StringVar(&c.LogLevel, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	textVar(fs, &c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.CallLog, "call-log", Env("CALL_LOG", CallLogSampled), "which calls get a log line: sampled (failed calls and calls whose trace is sampled), errors, all or off (env CALL_LOG)")
 }
 
@@ -121,7 +122,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s %s: %w", f.flag, f.path, err))
 		}
 	}
-	if _, err := parseMode(c.Mode); err != nil {
+	if _, err := parseMode(string(c.Mode)); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MetricsListen != "" {
@@ -129,7 +130,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("--metrics-listen %q: %v", c.MetricsListen, err))
 		}
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
+	if _, err := parseLevel(string(c.LogLevel)); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := parseCallLog(c.CallLog); err != nil {
@@ -161,6 +162,62 @@ func readable(path string) error {
 		return errors.New("is a directory, want a file")
 	}
 	return nil
+}
+
+// Mode is --mode: ModeStrict or ModePermissive. It is a
+// encoding.TextUnmarshaler, so a flag.TextVar refuses a bad value when the
+// flags are parsed.
+type Mode string
+
+const (
+	ModeStrict     Mode = "strict"
+	ModePermissive Mode = "permissive"
+)
+
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m), nil }
+
+func (m *Mode) UnmarshalText(b []byte) error {
+	v := Mode(strings.ToLower(strings.TrimSpace(string(b))))
+	if v != ModeStrict && v != ModePermissive {
+		return errors.New("want strict or permissive")
+	}
+	*m = v
+	return nil
+}
+
+// LogLevel is --log-level: debug, info, warn or error, as slog.Level reads
+// them (so "warn+2" too). Like Mode, it is checked when the flags are parsed.
+type LogLevel string
+
+func (l LogLevel) MarshalText() ([]byte, error) { return []byte(l), nil }
+
+func (l *LogLevel) UnmarshalText(b []byte) error {
+	var sl slog.Level
+	if err := sl.UnmarshalText(b); err != nil {
+		return errors.New("want debug, info, warn or error")
+	}
+	*l = LogLevel(b)
+	return nil
+}
+
+// textVar is flag.TextVar with the default taken from the environment
+// variable env when set. flag.TextVar panics on a default it cannot parse,
+// so a bad value from the environment is kept as it is, for validate to
+// report with the flag's name.
+func textVar[T interface {
+	~string
+	encoding.TextMarshaler
+}, P interface {
+	*T
+	encoding.TextUnmarshaler
+}](fs *flag.FlagSet, p P, name, env string, def T, usage string) {
+	fs.TextVar(p, name, def, usage)
+	if v := Env(env, ""); v != "" {
+		if p.UnmarshalText([]byte(v)) != nil {
+			*p = T(v)
+		}
+		fs.Lookup(name).DefValue = v
+	}
 }
 
 func parseLevel(s string) (slog.Level, error) {

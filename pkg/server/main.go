@@ -74,7 +74,7 @@ func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int 
 		return 0
 	}
 
-	logger, err := NewLogger(cfg.LogLevel)
+	logger, err := NewLogger(string(cfg.LogLevel))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2

@@ -150,7 +150,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	if logger == nil {
-		if logger, err = NewLogger(cfg.LogLevel); err != nil {
+		if logger, err = NewLogger(string(cfg.LogLevel)); err != nil {
 			return nil, err
 		}
 	}
@@ -170,7 +170,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 	if cfg.noTelemetry {
 		meters = noop.NewMeterProvider()
 	}
-	mode, _ := parseMode(cfg.Mode) // validated above
+	mode, _ := parseMode(string(cfg.Mode)) // validated above
 	if s.source, err = openSource(cfg, logger); err != nil {
 		return nil, err
 	}
