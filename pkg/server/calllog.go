@@ -112,10 +112,9 @@ func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start t
 		return
 	}
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	caller := "<unauthenticated>" // as identity.Identity and authz log it
-	if id, ok := identity.FromContext(ctx); ok {
-		caller = id.String()
-	}
+	// The caller is logged as authz logs it, in parts ({"cn", "spiffe_id",
+	// "dns"}) or "<unauthenticated>", so that one query finds both lines.
+	id, _ := identity.FromContext(ctx)
 	attrs := make([]slog.Attr, 0, 11)
 	attrs = append(attrs,
 		slog.String("protocol", "grpc"),
@@ -125,7 +124,7 @@ func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start t
 		slog.String("grpc.method_type", kind),
 		slog.String("grpc.code", code.String()),
 		slog.Float64("grpc.time_ms", float64(time.Since(start))/float64(time.Millisecond)),
-		slog.String("peer.identity", caller),
+		slog.Any("caller", id),
 	)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer.address", p.Addr.String()))

@@ -286,7 +286,7 @@ func TestTraceContextFlows(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, l := range lines {
-			if l["grpc.method"] == method && l["peer.identity"] != nil && strings.HasPrefix(l["peer.identity"].(string), caller) {
+			if c, _ := l["caller"].(map[string]any); l["grpc.method"] == method && c["cn"] == caller {
 				id, _ := l["trace_id"].(string)
 				return id
 			}

@@ -418,7 +418,7 @@ func traceOf(t *testing.T, p *proc, method, caller, want string) string {
 		found := ""
 		for _, l := range p.logs() {
 			id, _ := l["trace_id"].(string)
-			if l["grpc.method"] == method && strings.HasPrefix(fmt.Sprint(l["peer.identity"]), caller) && id != "" {
+			if c, _ := l["caller"].(map[string]any); l["grpc.method"] == method && c["cn"] == caller && id != "" {
 				found = id
 				if want != "" && id == want {
 					return id
