@@ -12,7 +12,8 @@ import (
 func TestPlanRenameReadsTheTree(t *testing.T) {
 	for _, tt := range []struct{ compose, td, image string }{
 		{"x:\n  image: ${IDWIRE_IMAGE:-acme/shop:dev}\n    command: [\"bootstrap\", \"--trust-domain\", \"acme.internal\"]\n", "acme.internal", "acme/shop"},
-		{"x:\n  image: idwire:dev\n", templateTrustDomain, "idwire"},
+		// Spelled from the constants: a renamed tree's test still sees the template's names.
+		{"x:\n  image: " + templateImage + ":dev\n", templateTrustDomain, templateImage},
 	} {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/x\n"), 0o644); err != nil {
