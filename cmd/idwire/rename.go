@@ -28,7 +28,7 @@ var (
 	trustDomainRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
 	imageRe       = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*$`)
 	composeTD     = regexp.MustCompile(`"--trust-domain",\s*"([^"]+)"`)
-	composeImage  = regexp.MustCompile(`(?m)^\s*image:\s*([^\s:]+):dev\s*$`)
+	composeImage  = regexp.MustCompile(`(?m)^\s*image:\s*(?:\$\{[A-Z_]+:-)?([^\s:}]+):dev\}?\s*$`)
 )
 
 func renameCmd(ctx context.Context, root string, args []string, stdout, stderr io.Writer) int {

@@ -184,7 +184,7 @@ func TestRenameInACopy(t *testing.T) {
 	mustContain(t, filepath.Join(dir, "tools/go.mod"), "module example.com/acme/shop/tools\n")
 	mustContain(t, filepath.Join(dir, "buf.gen.yaml"), "value: example.com/acme/shop/gen")
 	mustContain(t, filepath.Join(dir, "gen/user/v1/user.pb.go"), `"example.com/acme/shop/gen/authz/v1"`)
-	mustContain(t, filepath.Join(dir, "docker-compose.yaml"), "image: acme/shop:dev", `"--trust-domain", "acme.internal"`)
+	mustContain(t, filepath.Join(dir, "docker-compose.yaml"), "acme/shop:dev", `"--trust-domain", "acme.internal"`)
 	mustContain(t, filepath.Join(dir, "pkg/mtlscreds/metrics.go"), `"example.com/acme/shop/pkg/mtlscreds"`)
 	if _, err := os.Stat(filepath.Join(dir, "deploy/k8s/base")); err == nil {
 		mustContain(t, filepath.Join(dir, "deploy/k8s/base/kustomization.yaml"), "newName: acme/shop\n")
