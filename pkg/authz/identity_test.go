@@ -65,7 +65,6 @@ func TestPeerFromIsFromContext(t *testing.T) {
 	for _, client := range []string{"order", ""} {
 		ctx := peerCtx(t, client)
 		want, wantOK := identity.FromContext(ctx)
-		//lint:ignore SA1019 the deprecated name is what this tests
 		got, ok := authz.PeerFrom(ctx)
 		if got != want || ok != wantOK || ok != (client != "") {
 			t.Errorf("client %q: PeerFrom = %v, %v; identity.FromContext = %v, %v", client, got, ok, want, wantOK)
