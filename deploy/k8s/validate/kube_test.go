@@ -60,6 +60,14 @@ func TestKubeServerDryRun(t *testing.T) {
 		t.Fatalf("the API server refused the manifests:\n%v", errors.Join(errs...))
 	}
 	t.Logf("%d objects passed server-side dry run", len(objs))
+	spire, err := Load("../overlays/spire", "schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := c.dryRun(spire, warnings); len(errs) > 0 {
+		t.Fatalf("the API server refused overlays/spire:\n%v", errors.Join(errs...))
+	}
+	t.Logf("overlays/spire: %d objects passed server-side dry run", len(spire))
 
 	for _, tc := range []struct {
 		name  string
