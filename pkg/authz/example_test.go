@@ -2,18 +2,14 @@ package authz_test
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"log"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -22,11 +18,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
-	"github.com/idwire/idwire/internal/ca"
 	authztestv1 "github.com/idwire/idwire/internal/gen/authztest/v1"
 	"github.com/idwire/idwire/pkg/authz"
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"
+	"github.com/idwire/idwire/pkg/mtlstest"
 )
 
 // The intended use: build the Authorizer, put its interceptors in the
@@ -34,14 +30,15 @@ import (
 // come from the proto (here GuardedService/ByName: allow "order") and, for
 // grpc.health.v1.Health, whose proto cannot be annotated, from Options.Rules.
 func Example() {
-	dir, cleanup := exampleCerts() // tls.crt, tls.key, ca.crt per name, from a test CA
-	defer cleanup()
+	// tls.crt, tls.key and ca.crt per name, from a throwaway CA (in a
+	// test: mtlstest.New(t, ...)).
+	certs, err := mtlstest.NewCA(mtlstest.Options{Names: []string{"server", "order", "payment"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer certs.Close()
 
-	creds, err := mtlscreds.NewServer(mtlscreds.Options{
-		CertFile: filepath.Join(dir, "server", "tls.crt"),
-		KeyFile:  filepath.Join(dir, "server", "tls.key"),
-		CAFile:   filepath.Join(dir, "server", "ca.crt"),
-	})
+	creds, err := mtlscreds.NewServer(certs.Identity("server").Options())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -71,7 +68,10 @@ func Example() {
 	defer srv.Stop()
 
 	for _, caller := range []string{"order", "payment"} {
-		creds := exampleClientCreds(dir, caller)
+		creds, err := mtlscreds.NewClient(certs.Identity(caller).ClientOptions("server"))
+		if err != nil {
+			log.Fatal(err)
+		}
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(creds))
 		if err != nil {
 			log.Fatal(err)
@@ -83,7 +83,7 @@ func Example() {
 			fmt.Printf("%s: OK, the handler saw %s\n", caller, pong.GetCaller())
 		}
 		conn.Close()
-		creds.(*mtlscreds.Credentials).Close()
+		creds.Close()
 	}
 	// Output:
 	// order: OK, the handler saw order (spiffe://example.org/order)
@@ -139,40 +139,4 @@ func ExampleAuthorizer_Compile() {
 	// /grpc.health.v1.Health/Check has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
 	// /grpc.health.v1.Health/List has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
 	// /grpc.health.v1.Health/Watch has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
-}
-
-// exampleCerts writes a server and two clients' credentials, as
-// "mtlsca bootstrap" would, into a temporary directory.
-func exampleCerts() (string, func()) {
-	dir, err := os.MkdirTemp("", "authz-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	a, err := ca.New(ca.Options{TrustDomain: "example.org"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, name := range []string{"server", "order", "payment"} {
-		leaf, err := a.Issue(ca.IssueRequest{Name: name})
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := ca.WriteLeaf(filepath.Join(dir, name), leaf, []*x509.Certificate{a.Root}); err != nil {
-			log.Fatal(err)
-		}
-	}
-	return dir, func() { os.RemoveAll(dir) }
-}
-
-func exampleClientCreds(dir, name string) credentials.TransportCredentials {
-	c, err := mtlscreds.NewClient(mtlscreds.Options{
-		CertFile:   filepath.Join(dir, name, "tls.crt"),
-		KeyFile:    filepath.Join(dir, name, "tls.key"),
-		CAFile:     filepath.Join(dir, name, "ca.crt"),
-		ServerName: "server",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	return c
 }

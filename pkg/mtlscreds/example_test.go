@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"google.golang.org/grpc"
@@ -16,32 +15,31 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
-	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"
+	"github.com/idwire/idwire/pkg/mtlstest"
 )
 
 // A server and a client, each from an identity folder (tls.crt, tls.key,
 // ca.crt) as mtlsca, cert-manager or a Vault agent writes it. Both keep
 // watching their files: renewing them needs no restart.
 func Example() {
-	dir, err := os.MkdirTemp("", "mtlscreds-example")
+	// A throwaway CA and an identity folder per service: what
+	// `mtlsca bootstrap` does. In a test, mtlstest.New(t, ...) cleans up
+	// by itself.
+	certs, err := mtlstest.NewCA(mtlstest.Options{Names: []string{"order", "user"}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	// A private CA in dir and an identity folder per service: what
-	// `mtlsca bootstrap` does.
-	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: "example.org", Names: []string{"order", "user"}}); err != nil {
-		log.Fatal(err)
-	}
+	defer certs.Close()
+	order, user := certs.Identity("order"), certs.Identity("user")
 
 	// Server: the credentials, and a maximum connection age so that every
 	// connection re-handshakes against renewed files within a bounded time.
 	srvCreds, err := mtlscreds.NewServer(mtlscreds.Options{
-		CertFile: filepath.Join(dir, "order", "tls.crt"),
-		KeyFile:  filepath.Join(dir, "order", "tls.key"),
-		CAFile:   filepath.Join(dir, "order", "ca.crt"),
+		CertFile: order.CertFile, // .../order/tls.crt
+		KeyFile:  order.KeyFile,  // .../order/tls.key
+		CAFile:   order.CAFile,   // .../order/ca.crt
 		Logger:   quiet,
 	})
 	if err != nil {
@@ -67,9 +65,9 @@ func Example() {
 	// Client: it checks the server's DNS name, taken from the authority,
 	// or by identity with ServerIdentity when dialling through a proxy.
 	cliCreds, err := mtlscreds.NewClient(mtlscreds.Options{
-		CertFile:       filepath.Join(dir, "user", "tls.crt"),
-		KeyFile:        filepath.Join(dir, "user", "tls.key"),
-		CAFile:         filepath.Join(dir, "user", "ca.crt"),
+		CertFile:       user.CertFile,
+		KeyFile:        user.KeyFile,
+		CAFile:         user.CAFile,
 		ServerIdentity: "spiffe://example.org/order",
 		Logger:         quiet,
 	})

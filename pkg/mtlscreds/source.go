@@ -43,7 +43,8 @@ type Material struct {
 	Key crypto.Signer
 	// Bundles are the trust bundles by trust domain name ("example.org"):
 	// the roots peers' chains may verify against, the own trust domain's
-	// and federated ones alike.
+	// and federated ones alike. A root vouches only for SPIFFE IDs of the
+	// trust domain it is listed under, whatever URI SAN it has.
 	Bundles map[string][]*x509.Certificate
 }
 
@@ -79,8 +80,19 @@ func (m *Material) MarshalPEM() (chain, key, bundles []byte, err error) {
 func (m *Material) fileSet() (fileSet, error) {
 	var fs fileSet
 	var err error
-	fs.cert, fs.key, fs.ca, err = m.MarshalPEM()
-	return fs, err
+	if fs.cert, fs.key, fs.ca, err = m.MarshalPEM(); err != nil {
+		return fs, err
+	}
+	// Each root vouches for the trust domain whose bundle it came in, as
+	// go-spiffe's x509svid.Verify has it, whatever URI SAN it carries or
+	// lacks (an upstream CA's root has none).
+	fs.caTrustDomains = make(map[string]string)
+	for td, roots := range m.Bundles {
+		for _, r := range roots {
+			fs.caTrustDomains[string(r.Raw)] = td
+		}
+	}
+	return fs, nil
 }
 
 // readSource is readFiles for credentials from a Source: the material

@@ -2,10 +2,15 @@ package mtlscreds
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"log/slog"
+	"math/big"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,4 +195,126 @@ func TestWorkloadAPISourceRefusals(t *testing.T) {
 			t.Errorf("the rejection does not name the source:\n%s", l)
 		}
 	})
+}
+
+// TestWorkloadAPITrustDomains binds each root to the trust domain of the
+// bundle the Workload API sent it in, as go-spiffe's x509svid.Verify does:
+// a federated root without a SPIFFE URI SAN (an upstream CA's) vouches for
+// its own trust domain's workloads, and for no other trust domain's.
+func TestWorkloadAPITrustDomains(t *testing.T) {
+	const partnerDomain = "partner.example"
+	own := newAuthority(t)
+	partner := uriLessAuthority(t, partnerDomain)
+	agent := fakeagent.New(t)
+	agent.Set(issue(t, own, "order"), own, map[string]*x509.Certificate{partnerDomain: partner.Root})
+	src := newWorkloadSource(t, agent, nil)
+	o := withLogger(Options{Source: src})
+	ob := observe(&o)
+	srvCreds, err := NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srvCreds.Close() })
+	srv := startServer(t, ServerOptions(srvCreds)...)
+
+	for _, tc := range []struct {
+		name string
+		leaf *ca.Leaf
+		ok   bool
+	}{
+		{"partner workload", oddLeaf(t, partner, "partner", nil), true},
+		{"partner root issuing our admin", oddLeaf(t, partner, "admin", func(c *x509.Certificate) {
+			c.URIs = []*url.URL{own.SPIFFEID("admin")}
+		}), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := ob.sum(t, "idwire.mtlscreds.handshake.rejections", "reason=trust_domain")
+			cc := dial(t, srv.addr, bareClient(tc.leaf, "order", own.Root), "")
+			_, err := check(cc)
+			if tc.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				eventually(t, "a trust_domain rejection", func() bool {
+					return ob.sum(t, "idwire.mtlscreds.handshake.rejections", "reason=trust_domain") > before
+				})
+			}
+		})
+	}
+}
+
+// uriLessAuthority is a CA whose root names no trust domain, the way an
+// upstream (corporate) CA behind SPIRE often is; it signs leaves itself.
+func uriLessAuthority(t *testing.T, td string) *ca.Authority {
+	t.Helper()
+	key, err := ca.GenerateKey(ca.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "Upstream Root"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ca.Authority{TrustDomain: td, Root: root, RootKey: key, Intermediate: root, IntermediateKey: key}
+}
+
+// memSource is a Source holding what the test sets.
+type memSource struct {
+	mu sync.Mutex
+	m  *Material
+}
+
+func (s *memSource) Material() (*Material, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m, nil
+}
+func (s *memSource) Subscribe(func()) func() { return func() {} }
+func (s *memSource) String() string          { return "memory" }
+func (s *memSource) set(m *Material) {
+	s.mu.Lock()
+	s.m = m
+	s.mu.Unlock()
+}
+
+// BenchmarkSourceRotation is what one SVID rotation from a Source costs:
+// rendering the material, parsing and validating it, building the
+// configs and swapping them in. SPIRE rotates every half TTL (30 minutes
+// with its default hour), so even at a rotation a second this is noise.
+func BenchmarkSourceRotation(b *testing.B) {
+	own := newAuthority(b)
+	materials := make([]*Material, 2)
+	for i := range materials {
+		l := issue(b, own, "order")
+		materials[i] = &Material{Chain: l.Chain, Key: l.Key, Bundles: map[string][]*x509.Certificate{trustDomain: {own.Root}}}
+	}
+	src := &memSource{m: materials[0]}
+	creds, err := NewServer(withLogger(Options{Source: src, PollInterval: -1}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer creds.Close()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		src.set(materials[(i+1)%2])
+		if err := creds.Reload(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

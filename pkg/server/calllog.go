@@ -16,16 +16,18 @@ import (
 	"github.com/idwire/idwire/pkg/authz"
 )
 
-// Call log modes (--call-log): which calls get a "finished call" line.
+// Call log modes (--call-log): which calls get a "finished call" line. A
+// call that authorization refuses never does, in any mode: authorization
+// logs it itself, once, with the reason.
 const (
 	// CallLogSampled logs every call that did not end OK, and the OK calls
 	// whose trace is sampled: the calls whose traces can be looked up.
 	CallLogSampled = "sampled"
-	// CallLogErrors logs every call that did not end OK, refusals included.
+	// CallLogErrors logs every call that did not end OK.
 	CallLogErrors = "errors"
 	// CallLogAll logs every call.
 	CallLogAll = "all"
-	// CallLogOff logs no call; refusals are still logged by authorization.
+	// CallLogOff logs no call.
 	CallLogOff = "off"
 )
 

@@ -3,14 +3,63 @@ package server_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
+	"log/slog"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/mtlstest"
 	"github.com/idwire/idwire/pkg/server"
 )
+
+// A service served and called in-process, as its own tests do, with
+// certificates from a throwaway CA (in a test: mtlstest.New(t, ...)). The
+// store's proto lets admin Put; frontend is refused.
+func ExampleNew() {
+	certs, err := mtlstest.NewCA(mtlstest.Options{Names: []string{"store", "admin", "frontend"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer certs.Close()
+	quiet := slog.New(slog.DiscardHandler)
+
+	store := certs.Identity("store")
+	srv, err := server.New(server.Config{
+		Listen:   "127.0.0.1:0",
+		CertFile: store.CertFile,
+		KeyFile:  store.KeyFile,
+		CAFile:   store.CAFile,
+	}, servertest.StoreService("store"), quiet)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Shutdown(context.Background())
+
+	for _, caller := range []string{"admin", "frontend"} {
+		id := certs.Identity(caller)
+		conn, err := server.Dial(srv.Addr().String(), server.ClientConfig{
+			CertFile:       id.CertFile,
+			KeyFile:        id.KeyFile,
+			CAFile:         id.CAFile,
+			ServerIdentity: "store",
+			Logger:         quiet,
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		_, err = servertestv1.NewStoreServiceClient(conn).Put(context.Background(), &servertestv1.PutRequest{Key: "k", Value: "v"})
+		fmt.Printf("Put as %s: %v\n", caller, status.Code(err))
+		conn.Close()
+	}
+	// Output:
+	// Put as admin: OK
+	// Put as frontend: PermissionDenied
+}
 
 // A service's main is one line: Main parses the flags (each with its
 // environment fallback), serves until SIGTERM and understands the

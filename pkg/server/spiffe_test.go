@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/fakeagent"
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
@@ -92,6 +94,22 @@ func TestSPIFFESocket(t *testing.T) {
 	}
 	if v := got.GetValues(); len(v) != 2 || v[0] != "store" || v[1] != "other" {
 		t.Fatalf("relay returned %q, want [store other]", v)
+	}
+
+	// spiffe:// principals match SVIDs as they match certificates from
+	// files: a health service open to admin's SPIFFE ID only.
+	svc := servertest.StoreService("pinned")
+	svc.Rules = map[string]*authzv1.Rule{healthpb.Health_ServiceDesc.ServiceName: {Allow: []string{"spiffe://test.idwire/admin"}}}
+	pinned := start(t, cfg("pinned"), svc, nil)
+	for _, tc := range []struct {
+		caller string
+		want   codes.Code
+	}{{"admin", codes.OK}, {"frontend", codes.PermissionDenied}} {
+		conn := dial(caller(tc.caller, "spiffe://test.idwire/pinned"), pinned.Addr().String())
+		_, err := healthpb.NewHealthClient(conn).Check(c, &healthpb.HealthCheckRequest{})
+		if status.Code(err) != tc.want {
+			t.Errorf("%s → health with a spiffe:// rule: %v, want %v", tc.caller, err, tc.want)
+		}
 	}
 
 	// The health check of an instance run from the Workload API calls as

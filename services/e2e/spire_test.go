@@ -30,6 +30,7 @@ import (
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"
 	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/services/catalog"
 )
 
 // The SPIRE run: a real spire-server and spire-agent (v1.13.3, built from
@@ -40,7 +41,14 @@ const (
 	svidTTL = 30 * time.Second
 )
 
-var services = []string{"user", "order", "payment"}
+// services are the catalog's services, each a workload of its own.
+func services() []string {
+	var names []string
+	for _, e := range catalog.Entries {
+		names = append(names, e.Name)
+	}
+	return names
+}
 
 // TestSPIRE runs the three services on X509-SVIDs from a real SPIRE agent:
 // over the Workload API (--spiffe-socket), then again on files written by
@@ -67,7 +75,7 @@ func TestSPIRE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range services {
+	for _, name := range services() {
 		sp.register(t, name, filepath.Join(bin, name))
 		sp.register(t, name, filepath.Join(writerBin, "svidwriter-"+name))
 	}
@@ -91,7 +99,7 @@ func TestSPIRE(t *testing.T) {
 			sp.testRotations(t, d, 1, func(t *testing.T) {
 				sp.stopAgent(t)
 				time.Sleep(5 * time.Second) // calls keep running on the last SVIDs
-				for _, name := range services {
+				for _, name := range services() {
 					if !logged(d.procs[name], "keeping the last X509-SVID") {
 						t.Errorf("%s did not log that it keeps its SVID while the agent is down", name)
 					}
@@ -103,7 +111,7 @@ func TestSPIRE(t *testing.T) {
 
 	t.Run("FileWriter", func(t *testing.T) {
 		dirs := map[string]string{}
-		for _, name := range services {
+		for _, name := range services() {
 			dirs[name] = filepath.Join(t.TempDir(), name)
 			startWriter(t, filepath.Join(writerBin, "svidwriter-"+name), sp.agentAddr(), dirs[name])
 		}
@@ -121,9 +129,19 @@ func TestSPIRE(t *testing.T) {
 	})
 }
 
-// buildSPIRE builds spire-server and spire-agent from tools/spire/go.mod.
+// buildSPIRE builds spire-server and spire-agent from tools/spire/go.mod,
+// or takes them from IDWIRE_SPIRE_BIN when scripts/test has built them
+// (linking them again costs a minute or more).
 func buildSPIRE(t *testing.T, root string) string {
 	t.Helper()
+	if dir := os.Getenv("IDWIRE_SPIRE_BIN"); dir != "" {
+		for _, prog := range []string{"spire-server", "spire-agent"} {
+			if _, err := os.Stat(filepath.Join(dir, prog)); err != nil {
+				t.Fatalf("IDWIRE_SPIRE_BIN: %v", err)
+			}
+		}
+		return dir
+	}
 	out := filepath.Join(os.TempDir(), "idwire-spire-bin")
 	start := time.Now()
 	cmd := exec.Command("go", "build", "-modfile=tools/spire/go.mod", "-o", out+string(os.PathSeparator),
@@ -151,7 +169,7 @@ func buildWriter(t *testing.T, root, bin string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range services[1:] {
+	for _, name := range services()[1:] {
 		if err := os.WriteFile(filepath.Join(bin, "svidwriter-"+name), data, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -161,6 +179,7 @@ func buildWriter(t *testing.T, root, bin string) string {
 
 // spire is a running SPIRE server and agent.
 type spire struct {
+	t          *testing.T // the test the processes live as long as
 	bin, dir   string
 	serverSock string
 	agentSock  string
@@ -185,7 +204,7 @@ func startSPIRE(t *testing.T, bin string) *spire {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	sp := &spire{
-		bin: bin, dir: dir,
+		t: t, bin: bin, dir: dir,
 		serverSock: filepath.Join(dir, "server.sock"),
 		agentSock:  filepath.Join(dir, "agent.sock"),
 		serverPort: freePort(t),
@@ -285,7 +304,8 @@ plugins {
 	if token != "" {
 		args = append(args, "-joinToken", token)
 	}
-	sp.agent = startProcess(t, "spire-agent", filepath.Join(sp.bin, "spire-agent"), args...)
+	// Bound to the whole test, not to the subtest that restarts it.
+	sp.agent = startProcess(sp.t, "spire-agent", filepath.Join(sp.bin, "spire-agent"), args...)
 	waitFor(t, "spire-agent healthy", 30*time.Second, func() error {
 		return sp.cli("spire-agent", "healthcheck", "-socketPath", sp.agentSock)
 	})
@@ -352,18 +372,22 @@ func (sp *spire) cliOut(out *bytes.Buffer, prog string, args ...string) error {
 func (sp *spire) deploy(t *testing.T, args func(string) []string, bin string) *deployment {
 	t.Helper()
 	d := &deployment{procs: map[string]*proc{}, conns: map[[2]string]grpc.ClientConnInterface{}}
-	d.procs["user"] = startProc(t, "user", filepath.Join(bin, "user"), append([]string{"--listen", "127.0.0.1:0"}, args("user")...)...)
-	d.procs["payment"] = startProc(t, "payment", filepath.Join(bin, "payment"), append([]string{"--listen", "127.0.0.1:0"}, args("payment")...)...)
-	d.procs["order"] = startProc(t, "order", filepath.Join(bin, "order"), append([]string{"--listen", "127.0.0.1:0",
-		"--user-addr", d.procs["user"].addr, "--payment-addr", d.procs["payment"].addr}, args("order")...)...)
-	foreign := sp.foreignFiles(t)
-	for _, s := range services {
+	for _, e := range catalog.Entries {
+		// The tests find calls by their log lines, successful ones too.
+		flags := append([]string{"--listen", "127.0.0.1:0", "--call-log", "all"}, args(e.Name)...)
+		for _, c := range e.Calls {
+			flags = append(flags, "--"+c+"-addr", d.procs[c].addr)
+		}
+		d.procs[e.Name] = startProc(t, e.Name, filepath.Join(bin, e.Name), flags...)
+	}
+	foreignDir := sp.foreignFiles(t)
+	for _, s := range services() {
 		addr := d.procs[s].addr
 		for _, c := range ours {
 			d.conns[[2]string{c, s}] = dialSPIRE(t, addr, server.ClientConfig{Source: sp.sources[c]}, s)
 		}
 		d.conns[[2]string{foreign, s}] = dialSPIRE(t, addr, server.ClientConfig{
-			CertFile: filepath.Join(foreign, ca.CertFile), KeyFile: filepath.Join(foreign, ca.KeyFile), CAFile: filepath.Join(foreign, ca.BundleFile),
+			CertFile: filepath.Join(foreignDir, ca.CertFile), KeyFile: filepath.Join(foreignDir, ca.KeyFile), CAFile: filepath.Join(foreignDir, ca.BundleFile),
 		}, s)
 		roots := x509.NewCertPool()
 		for _, r := range sp.bundle {
@@ -454,7 +478,7 @@ func (sp *spire) testRotations(t *testing.T, d *deployment, rotations int, durin
 	deadline := time.Now().Add(time.Duration(rotations+2) * svidTTL)
 	for {
 		done := true
-		for _, s := range services {
+		for _, s := range services() {
 			serial, err := sp.probeSerial(d.procs[s].addr, s)
 			if err != nil {
 				failed.Add(1)
@@ -475,7 +499,7 @@ func (sp *spire) testRotations(t *testing.T, d *deployment, rotations int, durin
 	}
 	cancel()
 	wg.Wait()
-	for _, s := range services {
+	for _, s := range services() {
 		if len(seen[s]) < rotations+1 {
 			t.Errorf("%s presented %d SVIDs in %s, want %d (%d rotations)", s, len(seen[s]), time.Since(start).Round(time.Second), rotations+1, rotations)
 		}
