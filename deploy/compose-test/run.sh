@@ -74,7 +74,12 @@ DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0 dc build init
 log "starting"
 # up -d returns once every container is started, after waiting for the
 # depends_on conditions (init done, services healthy) along the way.
-dc up -d --no-build
+if ! dc up -d --no-build; then
+  log "the stack did not come up; the containers said:" >&2
+  dc ps >&2
+  dc logs --no-color >&2 || true
+  exit 1
+fi
 
 # run_demo: waits for the demo container to exit and fails the run unless
 # it passed.

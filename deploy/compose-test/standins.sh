@@ -25,7 +25,10 @@ RUNTIME_IMAGE=${RUNTIME_IMAGE:-gcr.io/distroless/static-debian12:nonroot}
 goroot=$(go env GOROOT)
 gover=$(go env GOVERSION)
 modsum=$(cat "$repo/go.mod" "$repo/go.sum" | sha256sum | cut -c1-16)
-golang_key="$gover-$modsum"
+# A shell and the tools the Dockerfile's RUN lines use (the real golang image
+# has all of coreutils); changing the list rebuilds the stand-in.
+tools=(/bin/sh /bin/mkdir /bin/cp /bin/ls /bin/cat /bin/rm /bin/chmod /usr/bin/basename /usr/bin/dirname)
+golang_key="$gover-$modsum-$(echo "${tools[*]}" | sha256sum | cut -c1-8)"
 
 label_of() { docker image inspect -f '{{ index .Config.Labels "io.idwire.standin" }}' "$1" 2>/dev/null || true; }
 # real IMAGE: the engine has IMAGE and it is not one of our stand-ins (it was
@@ -59,7 +62,7 @@ elif [ "$(label_of "$GOLANG_IMAGE")" != "$golang_key" ]; then
     -cf - "$(basename "$goroot")" | tar -C "$root/usr/local" -xf -
   [ "$(basename "$goroot")" = go ] || mv "$root/usr/local/$(basename "$goroot")" "$root/usr/local/go"
   # A shell and the few tools a Dockerfile's RUN lines use.
-  for t in /bin/sh /bin/mkdir /bin/cp /bin/ls /bin/cat /bin/rm /bin/chmod; do
+  for t in "${tools[@]}"; do
     copy_tool "$root" "$(readlink -f "$t")"
     [ -e "$root$t" ] || { mkdir -p "$root$(dirname "$t")"; ln -s "$(readlink -f "$t")" "$root$t"; }
   done

@@ -60,6 +60,14 @@ func TestKubeServerDryRun(t *testing.T) {
 		t.Fatalf("the API server refused the manifests:\n%v", errors.Join(errs...))
 	}
 	t.Logf("%d objects passed server-side dry run", len(objs))
+	spire, err := Load("../overlays/spire", "schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := c.dryRun(spire, warnings); len(errs) > 0 {
+		t.Fatalf("the API server refused overlays/spire:\n%v", errors.Join(errs...))
+	}
+	t.Logf("overlays/spire: %d objects passed server-side dry run", len(spire))
 
 	for _, tc := range []struct {
 		name  string
@@ -278,7 +286,7 @@ func startAPIServer(t *testing.T) (*rest.Config, *warnings) {
 	clientPort, peerPort := freePort(t), freePort(t)
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", clientPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	start(t, filepath.Join(bin, "etcd"), filepath.Join(dir, "etcd.log"),
+	etcdExited := start(t, filepath.Join(bin, "etcd"), filepath.Join(dir, "etcd.log"),
 		"--name", "idwire", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
@@ -313,16 +321,20 @@ func startAPIServer(t *testing.T) (*rest.Config, *warnings) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	saPub, err := x509.MarshalPKIXPublicKey(saKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
 	token := "idwire-test-" + rand.Text()
 	port := freePort(t)
-	start(t, filepath.Join(bin, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"),
+	apiExited := start(t, filepath.Join(bin, "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"),
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", fmt.Sprint(port),
 		"--tls-cert-file", write("tls.crt", certPEM), "--tls-private-key-file", write("tls.key", keyPEM),
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", write("sa.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
-		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
+		"--service-account-key-file", write("sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub})),
+		"--service-account-signing-key-file", write("sa.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})),
 		"--service-cluster-ip-range", "10.0.0.0/24",
 		"--token-auth-file", write("tokens.csv", []byte(token+",admin,admin,system:masters\n")),
 		"--authorization-mode", "RBAC",
@@ -349,18 +361,24 @@ func startAPIServer(t *testing.T) (*rest.Config, *warnings) {
 		if err == nil && strings.TrimSpace(string(body)) == "ok" {
 			break
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "kube-apiserver.log"))
-			t.Fatalf("kube-apiserver not ready in 2 minutes: %v\n%s", err, tail(log, 4000))
+		select {
+		case <-apiExited:
+			t.Fatal("kube-apiserver exited (its log follows)")
+		case <-etcdExited:
+			t.Fatal("etcd exited (its log follows)")
+		case <-time.After(500 * time.Millisecond):
 		}
-		time.Sleep(500 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-apiserver not ready in 2 minutes: %v", err)
+		}
 	}
 	return cfg, w
 }
 
 // start runs a server in the background for the rest of the test, its
-// output in logFile (shown if the test fails).
-func start(t *testing.T, bin, logFile string, args ...string) {
+// output in logFile (shown if the test fails). The channel is closed when
+// it exits.
+func start(t *testing.T, bin, logFile string, args ...string) <-chan struct{} {
 	t.Helper()
 	f, err := os.Create(logFile)
 	if err != nil {
@@ -371,15 +389,18 @@ func start(t *testing.T, bin, logFile string, args ...string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", bin, err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 		f.Close()
 		if t.Failed() {
 			log, _ := os.ReadFile(logFile)
 			t.Logf("%s:\n%s", filepath.Base(logFile), tail(log, 3000))
 		}
 	})
+	return exited
 }
 
 func tail(b []byte, n int) string {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -132,11 +133,35 @@ func (p *policyCheck) secrets() {
 	each(p.objs, func(o *Object, d *appsv1.Deployment) {
 		id := p.identity(o, d)
 		own := id + "-tls"
-		secrets := secretsOf(&d.Spec.Template.Spec)
-		for name, keys := range secrets {
+		spec := &d.Spec.Template.Spec
+		secrets := secretsOf(spec)
+		for name := range secrets {
 			if why, ok := caSecrets[name]; ok {
 				p.fail(o, "pod mounts secret %q, %s: it holds a CA key", name, why)
 			}
+		}
+		if sa := spec.ServiceAccountName; sa != id || d.Name != id {
+			p.fail(o, "Deployment %q, ServiceAccount %q and identity %q must be one name", d.Name, sa, id)
+		}
+		if socket, err := workloadAPISocket(spec); err != nil {
+			p.fail(o, "%v", err)
+			return
+		} else if socket != "" {
+			// SPIRE (overlays/spire): the identity comes from the agent,
+			// registered by namespace and service account; no secret.
+			for name := range secrets {
+				p.fail(o, "pod takes its identity from the Workload API (%s) but also mounts secret %q", socket, name)
+			}
+			for _, c := range spec.Containers {
+				for _, e := range c.Env {
+					if e.Name == "TLS_CERT_FILE" || e.Name == "TLS_KEY_FILE" || e.Name == "TLS_CA_FILE" {
+						p.fail(o, "container %s sets %s and SPIFFE_ENDPOINT_SOCKET: they are alternatives", c.Name, e.Name)
+					}
+				}
+			}
+			return
+		}
+		for name, keys := range secrets {
 			if name != own {
 				p.fail(o, "pod of identity %q mounts secret %q; it may mount only its own, %q", id, name, own)
 				continue
@@ -154,10 +179,54 @@ func (p *policyCheck) secrets() {
 		} else if c.Spec.CommonName != id {
 			p.fail(o, "secret %q is written by a Certificate for CN %q, not %q", own, c.Spec.CommonName, id)
 		}
-		if sa := d.Spec.Template.Spec.ServiceAccountName; sa != id || d.Name != id {
-			p.fail(o, "Deployment %q, ServiceAccount %q and identity %q must be one name", d.Name, sa, id)
-		}
 	})
+}
+
+// SPIFFECSIDriver is the SPIFFE CSI driver, which mounts the SPIRE agent's
+// Workload API socket into a pod.
+const SPIFFECSIDriver = "csi.spiffe.io"
+
+// workloadAPISocket returns the Workload API address a pod's containers
+// are given (SPIFFE_ENDPOINT_SOCKET), or "" when they are given none. The
+// address must lie in a read-only mount of a SPIFFE CSI driver volume, and
+// every container must use the same one.
+func workloadAPISocket(spec *corev1.PodSpec) (string, error) {
+	csi := map[string]bool{}
+	for _, v := range spec.Volumes {
+		if v.CSI != nil && v.CSI.Driver == SPIFFECSIDriver {
+			csi[v.Name] = true
+		}
+	}
+	socket := ""
+	for _, c := range spec.Containers {
+		var addr string
+		for _, e := range c.Env {
+			if e.Name == "SPIFFE_ENDPOINT_SOCKET" {
+				addr = e.Value
+			}
+		}
+		if addr == "" {
+			if socket != "" {
+				return "", fmt.Errorf("container %s has no SPIFFE_ENDPOINT_SOCKET, unlike the others", c.Name)
+			}
+			continue
+		}
+		path, ok := strings.CutPrefix(addr, "unix://")
+		inMount := false
+		for _, m := range c.VolumeMounts {
+			if csi[m.Name] && m.ReadOnly && strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+				inMount = true
+			}
+		}
+		if !ok || !inMount {
+			return "", fmt.Errorf("container %s: SPIFFE_ENDPOINT_SOCKET %q is not a unix socket in a read-only %s volume", c.Name, addr, SPIFFECSIDriver)
+		}
+		if socket != "" && socket != addr {
+			return "", fmt.Errorf("containers use two Workload API addresses, %q and %q", socket, addr)
+		}
+		socket = addr
+	}
+	return socket, nil
 }
 
 // hardening: every pod runs as compose runs it (non-root 65532, read-only

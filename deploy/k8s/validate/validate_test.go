@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 // TestManifests renders deploy/k8s and runs every check on it.
@@ -27,6 +29,36 @@ func TestManifests(t *testing.T) {
 	for kind, n := range map[string]int{"Deployment": 3, "Certificate": 4, "PodDisruptionBudget": 3, "Bundle": 1, "ClusterIssuer": 1} {
 		if count[kind] != n {
 			t.Errorf("%d %s, want %d", count[kind], kind, n)
+		}
+	}
+}
+
+// TestSPIREOverlay checks overlays/spire like the base: every rule holds,
+// no Certificate is left, and every pod takes its identity from the
+// Workload API through the SPIFFE CSI driver.
+func TestSPIREOverlay(t *testing.T) {
+	objs, err := Check("../overlays/spire", "schemas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployments := 0
+	for _, o := range objs {
+		switch o.GVK.Kind {
+		case "Certificate", "Issuer", "ClusterIssuer", "Bundle":
+			t.Errorf("%s left in the SPIRE overlay", o)
+		case "Deployment":
+			deployments++
+		}
+	}
+	if deployments != 3 {
+		t.Errorf("%d Deployments, want 3", deployments)
+	}
+	for _, o := range objs {
+		if dep, ok := o.Typed.(*appsv1.Deployment); ok {
+			socket, err := workloadAPISocket(&dep.Spec.Template.Spec)
+			if err != nil || socket != "unix:///spiffe-workload-api/spire-agent.sock" {
+				t.Errorf("%s: Workload API socket %q, %v", o, socket, err)
+			}
 		}
 	}
 }
@@ -82,6 +114,7 @@ func brokenCopy(t *testing.T, edits ...edit) string {
 func TestBrokenCopiesAreCaught(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		dir   string // the kustomization to check, in the copy; default its root
 		edits []edit
 		want  []string // each must be in the error
 	}{
@@ -217,9 +250,26 @@ func TestBrokenCopiesAreCaught(t *testing.T) {
 				"ConfigMap idwire/extra: /v1, Kind=ConfigMap is not a kind the manifests may use",
 			},
 		},
+		{
+			name: "SPIRE pod that also mounts a secret",
+			dir:  "overlays/spire",
+			edits: []edit{{"overlays/spire/workload-api.yaml", "      csi: {driver: csi.spiffe.io, readOnly: true}\n",
+				"      csi: {driver: csi.spiffe.io, readOnly: true}\n    - name: extra\n      secret: {secretName: user-tls}\n"}},
+			want: []string{
+				`Deployment idwire/order: pod takes its identity from the Workload API (unix:///spiffe-workload-api/spire-agent.sock) but also mounts secret "user-tls"`,
+			},
+		},
+		{
+			name:  "SPIRE socket outside the CSI volume",
+			dir:   "overlays/spire",
+			edits: []edit{{"overlays/spire/workload-api.yaml", "unix:///spiffe-workload-api/spire-agent.sock", "unix:///tmp/spire-agent.sock"}},
+			want: []string{
+				`Deployment idwire/user: container user: SPIFFE_ENDPOINT_SOCKET "unix:///tmp/spire-agent.sock" is not a unix socket in a read-only csi.spiffe.io volume`,
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Check(brokenCopy(t, tc.edits...), "schemas")
+			_, err := Check(filepath.Join(brokenCopy(t, tc.edits...), tc.dir), "schemas")
 			if err == nil {
 				t.Fatal("validation passed a broken copy")
 			}
