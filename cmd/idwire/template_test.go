@@ -73,9 +73,10 @@ func mustContain(t *testing.T, path string, wants ...string) {
 
 // TestNewServiceInACopy scaffolds inventory (calling user) into a copy of
 // the repository as a user would, then checks the copy: generation and the
-// build (run by the command), buf lint and format, go vet, the new service's own tests, the
-// wiring edits, the end-to-end ACL rows for every service including
-// inventory, and that a second run is refused without touching anything.
+// build (run by the command), buf lint and format, go vet, the new
+// service's own tests, the wiring edits, the end-to-end ACL rows for every
+// service including inventory, the deploy/k8s checks, and that a second run
+// is refused without touching anything.
 func TestNewServiceInACopy(t *testing.T) {
 	templateTests(t)
 	dir := copyRepo(t)
@@ -111,8 +112,11 @@ func TestNewServiceInACopy(t *testing.T) {
 	if !strings.Contains(e2e, "--- PASS: TestEndToEnd/ACLFromProtos") || !strings.Contains(e2e, "methods of 4 services") {
 		t.Errorf("the e2e ACL rows did not run over the four services:\n%s", e2e)
 	}
-	// deploy/k8s/validate's own tests count three services; they are not
-	// run here until they read the list (validate.Protos) instead.
+	// The Kubernetes wiring: the manifests render, pass their schemas and
+	// policy rules, and the NetworkPolicies follow the new ACLs.
+	if _, err := os.Stat(filepath.Join(dir, "deploy/k8s/validate")); err == nil {
+		goIn(t, filepath.Join(dir, "deploy/k8s/validate"), "test", "-count=1", ".")
+	}
 
 	// Again: refused, and nothing changed.
 	before, _ := os.ReadFile(filepath.Join(dir, "docker-compose.yaml"))
