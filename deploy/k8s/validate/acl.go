@@ -17,10 +17,9 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	authzv1 "github.com/idwire/idwire/gen/authz/v1"
+	"github.com/idwire/idwire/internal/acl"
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/pkg/authz"
 )
@@ -44,44 +43,35 @@ type Access struct {
 func ACLs(files []protoreflect.FileDescriptor, trustDomain string) (map[string]*Access, error) {
 	out := map[string]*Access{}
 	var errs []string
-	for _, fd := range files {
-		svcs := fd.Services()
-		for i := range svcs.Len() {
-			sd := svcs.Get(i)
-			id, _, _ := strings.Cut(string(fd.Package()), ".")
-			acc := out[id]
-			if acc == nil {
-				acc = &Access{}
-				out[id] = acc
-			}
-			svcRule, _ := proto.GetExtension(sd.Options(), authzv1.E_Service).(*authzv1.Rule)
-			methods := sd.Methods()
-			for j := range methods.Len() {
-				md := methods.Get(j)
-				rule, _ := proto.GetExtension(md.Options(), authzv1.E_Method).(*authzv1.Rule)
-				if rule == nil {
-					rule = svcRule
-				}
-				if rule == nil {
-					errs = append(errs, fmt.Sprintf("%s: no authz rule", md.FullName()))
-					continue
-				}
-				if rule.GetAllowAuthenticated() || rule.GetAllowUnauthenticated() {
-					acc.Anyone = true
-				}
-				for _, s := range rule.GetAllow() {
-					name, err := identityOf(s, trustDomain)
-					if err != nil {
-						errs = append(errs, fmt.Sprintf("%s: %v", md.FullName(), err))
-						continue
-					}
-					if !slices.Contains(acc.Callers, name) {
-						acc.Callers = append(acc.Callers, name)
-					}
-				}
-			}
-			slices.Sort(acc.Callers)
+	// internal/acl reads the rules as the server does (a method's own rule,
+	// else its service's), so the NetworkPolicies follow what is enforced.
+	for _, r := range acl.FromServices(acl.Services(files)) {
+		pkg, _, _ := strings.Cut(r.Service, ".")
+		acc := out[pkg]
+		if acc == nil {
+			acc = &Access{}
+			out[pkg] = acc
 		}
+		if r.Source == "none" {
+			errs = append(errs, fmt.Sprintf("%s: no authz rule", strings.Replace(r.Method[1:], "/", ".", 1)))
+			continue
+		}
+		if r.AllowAuthenticated || r.AllowUnauthenticated {
+			acc.Anyone = true
+		}
+		for _, s := range r.Allow {
+			name, err := identityOf(s, trustDomain)
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", strings.Replace(r.Method[1:], "/", ".", 1), err))
+				continue
+			}
+			if !slices.Contains(acc.Callers, name) {
+				acc.Callers = append(acc.Callers, name)
+			}
+		}
+	}
+	for _, acc := range out {
+		slices.Sort(acc.Callers)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("ACLs: %s", strings.Join(errs, "; "))
