@@ -29,44 +29,19 @@ import (
 // itself, order and payment are told with SIGHUP. Not one call may fail, and
 // new connections must see the new certificates.
 func (d *deployment) testRotation(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	orders := orderv1.NewOrderServiceClient(d.as("frontend", "order"))
-	users := userv1.NewUserServiceClient(d.as("admin", "user"))
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				var err error
-				if i%2 == 0 {
-					_, err = orders.CreateOrder(ctx, &orderv1.CreateOrderRequest{UserId: d.user, Description: "load", AmountMinor: 1, CurrencyCode: "EUR"})
-				} else {
-					_, err = users.GetUser(ctx, &userv1.GetUserRequest{Id: d.user})
-				}
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case ctx.Err() != nil: // the test is over
-				default:
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-			}
-		})
-	}
+	tr := d.startTraffic("load")
+	defer tr.stop()
 
 	// moreCalls waits until n more calls have succeeded, so that calls are
 	// known to run before, between and after the rotations whatever the
 	// machine's speed.
 	moreCalls := func(n int64, when string) {
 		t.Helper()
-		target := ok.Load() + n
+		target := tr.ok.Load() + n
 		deadline := time.Now().Add(30 * time.Second)
-		for ok.Load() < target && failed.Load() == 0 {
+		for tr.ok.Load() < target && tr.failed.Load() == 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("only %d calls succeeded in 30s %s", ok.Load(), when)
+				t.Fatalf("only %d calls succeeded in 30s %s", tr.ok.Load(), when)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -109,12 +84,11 @@ func (d *deployment) testRotation(t *testing.T) {
 		}
 	}
 	moreCalls(10, "after the new certificates were served")
-	cancel()
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d calls failed during the rotation; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	tr.stop()
+	if tr.failed.Load() > 0 {
+		t.Errorf("%d of %d calls failed during the rotation; first: %v", tr.failed.Load(), tr.failed.Load()+tr.ok.Load(), tr.firstErr.Load())
 	}
-	t.Logf("%d calls, none failed, across the rotation of three certificates", ok.Load())
+	t.Logf("%d calls, none failed, across the rotation of three certificates", tr.ok.Load())
 }
 
 // servedSerial is the serial of the certificate the server presents on a
@@ -150,4 +124,53 @@ func (d *deployment) testGracefulStop(t *testing.T) {
 			t.Errorf("%s logged %v; want draining and stopped", name, msgs[max(0, len(msgs)-5):])
 		}
 	}
+}
+
+// traffic keeps four callers busy until stop: two create orders (order
+// calls user and payment) and two read a user. Every call that fails while
+// it runs is counted; the first error is kept.
+type traffic struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+func (d *deployment) startTraffic(description string) *traffic {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := &traffic{cancel: cancel}
+	orders := orderv1.NewOrderServiceClient(d.as("frontend", "order"))
+	users := userv1.NewUserServiceClient(d.as("admin", "user"))
+	for i := range 4 {
+		tr.wg.Go(func() {
+			for ctx.Err() == nil {
+				var err error
+				if i%2 == 0 {
+					_, err = orders.CreateOrder(ctx, &orderv1.CreateOrderRequest{UserId: d.user, Description: description, AmountMinor: 1, CurrencyCode: "EUR"})
+				} else {
+					_, err = users.GetUser(ctx, &userv1.GetUserRequest{Id: d.user})
+				}
+				switch {
+				case err == nil:
+					tr.ok.Add(1)
+				case ctx.Err() != nil: // the test is over
+				default:
+					tr.fail(err)
+				}
+			}
+		})
+	}
+	return tr
+}
+
+// fail counts a failed call, or a failed probe made beside the traffic.
+func (tr *traffic) fail(err error) {
+	tr.failed.Add(1)
+	tr.firstErr.CompareAndSwap(nil, err)
+}
+
+// stop ends the calls and waits for them; it may be called twice.
+func (tr *traffic) stop() {
+	tr.cancel()
+	tr.wg.Wait()
 }

@@ -13,8 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +21,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
-	orderv1 "github.com/idwire/idwire/gen/order/v1"
-	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/pemfile"
 	"github.com/idwire/idwire/pkg/identity"
@@ -442,33 +438,8 @@ func (sp *spire) foreignFiles(t *testing.T) string {
 // SVIDs. during, when set, runs meanwhile (an agent restart); rotations are
 // then counted after it. Not one call may fail.
 func (sp *spire) testRotations(t *testing.T, d *deployment, rotations int, during func(*testing.T)) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	orders := orderv1.NewOrderServiceClient(d.as("frontend", "order"))
-	users := userv1.NewUserServiceClient(d.as("admin", "user"))
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				var err error
-				if i%2 == 0 {
-					_, err = orders.CreateOrder(ctx, &orderv1.CreateOrderRequest{UserId: d.user, Description: "rotation", AmountMinor: 1, CurrencyCode: "EUR"})
-				} else {
-					_, err = users.GetUser(ctx, &userv1.GetUserRequest{Id: d.user})
-				}
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case ctx.Err() != nil:
-				default:
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-				}
-			}
-		})
-	}
+	tr := d.startTraffic("rotation")
+	defer tr.stop()
 	start := time.Now()
 	if during != nil {
 		during(t)
@@ -481,8 +452,7 @@ func (sp *spire) testRotations(t *testing.T, d *deployment, rotations int, durin
 		for _, s := range services() {
 			serial, err := sp.probeSerial(d.procs[s].addr, s)
 			if err != nil {
-				failed.Add(1)
-				firstErr.CompareAndSwap(nil, fmt.Errorf("new connection to %s: %w", s, err))
+				tr.fail(fmt.Errorf("new connection to %s: %w", s, err))
 				continue
 			}
 			if l := seen[s]; len(l) == 0 || l[len(l)-1].Cmp(serial) != 0 {
@@ -497,18 +467,17 @@ func (sp *spire) testRotations(t *testing.T, d *deployment, rotations int, durin
 		}
 		time.Sleep(time.Second)
 	}
-	cancel()
-	wg.Wait()
+	tr.stop()
 	for _, s := range services() {
 		if len(seen[s]) < rotations+1 {
 			t.Errorf("%s presented %d SVIDs in %s, want %d (%d rotations)", s, len(seen[s]), time.Since(start).Round(time.Second), rotations+1, rotations)
 		}
 	}
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d calls failed; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	if tr.failed.Load() > 0 {
+		t.Errorf("%d of %d calls failed; first: %v", tr.failed.Load(), tr.failed.Load()+tr.ok.Load(), tr.firstErr.Load())
 	}
 	t.Logf("%d calls in %s, %d failed, across SVIDs presented: user %d, order %d, payment %d",
-		ok.Load(), time.Since(start).Round(time.Second), failed.Load(), len(seen["user"]), len(seen["order"]), len(seen["payment"]))
+		tr.ok.Load(), time.Since(start).Round(time.Second), tr.failed.Load(), len(seen["user"]), len(seen["order"]), len(seen["payment"]))
 }
 
 // probeSerial makes one health call as admin on a new connection and
