@@ -66,8 +66,17 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	serving := make(chan string, 1)
-	go p.read(stderr, serving)
-	go func() { p.exit <- p.cmd.Wait() }()
+	// Wait closes the pipe, so it may only run once the reader has seen
+	// EOF: else the last lines ("stopped") can be lost.
+	read := make(chan struct{})
+	go func() {
+		p.read(stderr, serving)
+		close(read)
+	}()
+	go func() {
+		<-read
+		p.exit <- p.cmd.Wait()
+	}()
 	t.Cleanup(func() { p.stop(t) })
 	select {
 	case addr := <-serving:
