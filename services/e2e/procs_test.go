@@ -66,17 +66,7 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	serving := make(chan string, 1)
-	// Wait closes the pipe, so it may only run once the reader has seen
-	// EOF: else the last lines ("stopped") can be lost.
-	read := make(chan struct{})
-	go func() {
-		p.read(stderr, serving)
-		close(read)
-	}()
-	go func() {
-		<-read
-		p.exit <- p.cmd.Wait()
-	}()
+	p.watch(stderr, serving)
 	t.Cleanup(func() { p.stop(t) })
 	select {
 	case addr := <-serving:
@@ -88,6 +78,21 @@ func startProc(t *testing.T, name, bin string, args ...string) *proc {
 		t.Fatalf("%s did not start serving in 20s\n%s", name, p.output())
 	}
 	return p
+}
+
+// watch reads the process's log lines and then reports its exit on p.exit.
+// Wait closes the pipe, so it may only run once the reader has seen EOF:
+// else the last lines ("stopped") can be lost.
+func (p *proc) watch(stderr io.Reader, serving chan<- string) {
+	read := make(chan struct{})
+	go func() {
+		p.read(stderr, serving)
+		close(read)
+	}()
+	go func() {
+		<-read
+		p.exit <- p.cmd.Wait()
+	}()
 }
 
 func (p *proc) read(r io.Reader, serving chan<- string) {

@@ -539,8 +539,7 @@ func startProcess(t *testing.T, name, bin string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go p.read(stderr, make(chan string, 1))
-	go func() { p.exit <- p.cmd.Wait() }()
+	p.watch(stderr, make(chan string, 1))
 	t.Cleanup(func() { p.stop(t) })
 	return p
 }
