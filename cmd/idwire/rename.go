@@ -130,12 +130,10 @@ func skipped(rel string) bool {
 	return rel == ".git" || rel == "gen" || rel == filepath.Join("internal", "gen")
 }
 
-// apply rewrites every text file of the tree; it returns the files changed.
-// Running it again with the same names changes nothing.
-func (r *rename) apply(root string) ([]string, error) {
-	modRe := regexp.MustCompile(regexp.QuoteMeta(r.oldModule) + `\b`)
-	var changed []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+// walkFiles calls f for every entry of the tree that is not a directory,
+// leaving out the folders rename does not touch (skipped).
+func walkFiles(root string, f func(path, rel string, d fs.DirEntry) error) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -146,6 +144,16 @@ func (r *rename) apply(root string) ([]string, error) {
 			}
 			return nil
 		}
+		return f(path, rel, d)
+	})
+}
+
+// apply rewrites every text file of the tree; it returns the files changed.
+// Running it again with the same names changes nothing.
+func (r *rename) apply(root string) ([]string, error) {
+	modRe := regexp.MustCompile(regexp.QuoteMeta(r.oldModule) + `\b`)
+	var changed []string
+	err := walkFiles(root, func(path, rel string, d fs.DirEntry) error {
 		if !d.Type().IsRegular() {
 			return nil
 		}
@@ -183,17 +191,7 @@ func (r *rename) apply(root string) ([]string, error) {
 func brandingLeft(root string) ([]string, error) {
 	word := regexp.MustCompile(`(?i)idwire`)
 	var left []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		if d.IsDir() {
-			if skipped(rel) {
-				return filepath.SkipDir
-			}
-			return nil
-		}
+	err := walkFiles(root, func(path, rel string, d fs.DirEntry) error {
 		n := len(word.FindAllIndex([]byte(rel), -1))
 		if d.Type().IsRegular() {
 			b, err := os.ReadFile(path)
