@@ -13,7 +13,7 @@ import (
 
 	"github.com/idwire/idwire/internal/acl"
 	"github.com/idwire/idwire/internal/ca"
-	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/services/catalog"
 )
 
@@ -38,10 +38,10 @@ func aclRows(ctx context.Context, t targets) ([]aclRow, error) {
 	}
 	var rows []aclRow
 	for _, e := range catalog.Entries {
-		conns := map[string]*server.Conn{}
+		conns := map[string]*client.Conn{}
 		for _, name := range as {
 			dir := filepath.Join(t.certs, name)
-			c, err := server.Dial(t.addrs[e.Name], server.ClientConfig{
+			c, err := client.Dial(t.addrs[e.Name], client.Config{
 				CertFile:       filepath.Join(dir, ca.CertFile),
 				KeyFile:        filepath.Join(dir, ca.KeyFile),
 				CAFile:         filepath.Join(dir, ca.BundleFile),

@@ -23,7 +23,7 @@ import (
 	paymentv1 "github.com/idwire/idwire/gen/payment/v1"
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
-	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/pkg/client"
 )
 
 // result is one row of the matrix.
@@ -56,7 +56,7 @@ func (c *caller) Close() {
 func dialAs(name, dir, bundle string, t targets) (*caller, error) {
 	c := &caller{name: name, health: map[string]healthpb.HealthClient{}}
 	conn := func(target, peer string) (grpc.ClientConnInterface, error) {
-		cc, err := server.Dial(target, server.ClientConfig{
+		cc, err := client.Dial(target, client.Config{
 			CertFile:       filepath.Join(dir, ca.CertFile),
 			KeyFile:        filepath.Join(dir, ca.KeyFile),
 			CAFile:         bundle,

@@ -239,3 +239,14 @@ func NewLogger(level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
+
+// parseMode maps --mode to the credentials' mode.
+func parseMode(s string) (mtlscreds.Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "strict":
+		return mtlscreds.Strict, nil
+	case "permissive":
+		return mtlscreds.Permissive, nil
+	}
+	return mtlscreds.Strict, fmt.Errorf("--mode %q: want strict or permissive", s)
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/pemfile"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/mtlscreds"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -130,7 +131,7 @@ func Run(ctx context.Context, args []string, svc Service, stderr io.Writer) int 
 // expects the server to present the same SPIFFE ID.
 func Healthcheck(ctx context.Context, cfg Config) error {
 	quiet := slog.New(slog.DiscardHandler)
-	client := ClientConfig{Logger: quiet}
+	cc := client.Config{Logger: quiet}
 	var self string
 	if cfg.SPIFFESocket != "" {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -140,7 +141,7 @@ func Healthcheck(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("--spiffe-socket %s: %w", cfg.SPIFFESocket, err)
 		}
 		defer src.Close()
-		client.Source, self = src, src.SPIFFEID()
+		cc.Source, self = src, src.SPIFFEID()
 	} else {
 		if cfg.CertFile == "" || cfg.KeyFile == "" || cfg.CAFile == "" {
 			return errors.New("--cert, --key and --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE), or --spiffe-socket (SPIFFE_ENDPOINT_SOCKET), are required")
@@ -149,14 +150,14 @@ func Healthcheck(ctx context.Context, cfg Config) error {
 		if self, err = certName(cfg.CertFile); err != nil {
 			return fmt.Errorf("--cert %s: %w", cfg.CertFile, err)
 		}
-		client.CertFile, client.KeyFile, client.CAFile = cfg.CertFile, cfg.KeyFile, cfg.CAFile
+		cc.CertFile, cc.KeyFile, cc.CAFile = cfg.CertFile, cfg.KeyFile, cfg.CAFile
 	}
-	client.ServerIdentity = self
+	cc.ServerIdentity = self
 	target, err := loopbackTarget(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
 	}
-	conn, err := Dial(target, client)
+	conn, err := client.Dial(target, cc)
 	if err != nil {
 		return err
 	}

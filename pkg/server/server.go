@@ -35,6 +35,7 @@ import (
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/pkg/authz"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/mtlscreds"
 )
 
@@ -70,23 +71,23 @@ type Runtime struct {
 	tel    *telemetry
 	source *workloadSource
 	mu     sync.Mutex
-	conns  []*Conn
+	conns  []*client.Conn
 }
 
 // Dial returns a connection to the idwire service at target that presents
 // this service's certificate and accepts only a server whose identity is
 // peer ("user", or a SPIFFE ID). It connects lazily, so dependencies may start
 // later. The runtime closes it on shutdown.
-func (rt *Runtime) Dial(target, peer string) (*Conn, error) {
-	c, err := Dial(target, ClientConfig{
+func (rt *Runtime) Dial(target, peer string) (*client.Conn, error) {
+	c, err := client.Dial(target, client.Config{
 		CertFile:       rt.cfg.CertFile,
 		KeyFile:        rt.cfg.KeyFile,
 		CAFile:         rt.cfg.CAFile,
 		Source:         rt.source.orNil(),
 		ServerIdentity: peer,
 		Logger:         rt.Logger,
-		telemetry:      rt.tel,
-	})
+		MeterProvider:  rt.tel.MeterProvider(),
+	}, grpc.WithStatsHandler(rt.tel.clientHandler())) // trace context follows the call
 	if err != nil {
 		return nil, err
 	}
