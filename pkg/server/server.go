@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -131,12 +133,16 @@ type Server struct {
 // and reflect the API, nobody else.
 var authenticatedOnly = &authzv1.Rule{AllowAuthenticated: true}
 
-func infrastructureRules() map[string]*authzv1.Rule {
-	return map[string]*authzv1.Rule{
+// withInfrastructureRules is a service's own rules and the infrastructure
+// services' rules.
+func withInfrastructureRules(own map[string]*authzv1.Rule) map[string]*authzv1.Rule {
+	rules := map[string]*authzv1.Rule{
 		healthpb.Health_ServiceDesc.ServiceName:    authenticatedOnly,
 		"grpc.reflection.v1.ServerReflection":      authenticatedOnly,
 		"grpc.reflection.v1alpha.ServerReflection": authenticatedOnly,
 	}
+	maps.Copy(rules, own)
+	return rules
 }
 
 // New validates cfg, loads the credentials, registers svc, compiles the
@@ -151,85 +157,119 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	if logger == nil {
-		if logger, err = NewLogger(string(cfg.LogLevel)); err != nil {
-			return nil, err
-		}
+		logger, _ = NewLogger(string(cfg.LogLevel)) // validated
 	}
-	logger = logger.With("service", svc.Name)
-	s := &Server{cfg: cfg, logger: logger}
+	s := &Server{cfg: cfg, logger: logger.With("service", svc.Name)}
 	// Undo what was started when a later step fails.
 	defer func() {
 		if err != nil {
 			s.release(context.Background())
 		}
 	}()
-
 	if s.tel, err = newTelemetry(context.Background(), svc.Name); err != nil {
 		return nil, err
 	}
-	meters := s.tel.MeterProvider()
-	if cfg.noTelemetry {
-		meters = noop.NewMeterProvider()
-	}
-	mode, _ := parseMode(string(cfg.Mode)) // validated above
-	if s.source, err = openSource(cfg, logger); err != nil {
+	if err := s.loadCredentials(); err != nil {
 		return nil, err
 	}
+	s.newAuthorizer(svc.Rules)
+	if err := s.newGRPCServer(svc); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// meterProvider is where the runtime's own instruments (credentials,
+// authorization) record.
+func (s *Server) meterProvider() metric.MeterProvider {
+	if s.cfg.noTelemetry {
+		return noop.NewMeterProvider()
+	}
+	return s.tel.MeterProvider()
+}
+
+// loadCredentials opens the Workload API source, if configured, and the
+// server credentials on it or on the files.
+func (s *Server) loadCredentials() (err error) {
+	if s.source, err = openSource(s.cfg, s.logger); err != nil {
+		return err
+	}
+	mode, _ := parseMode(string(s.cfg.Mode)) // validated
 	s.creds, err = mtlscreds.NewServer(mtlscreds.Options{
-		CertFile:      cfg.CertFile,
-		KeyFile:       cfg.KeyFile,
-		CAFile:        cfg.CAFile,
+		CertFile:      s.cfg.CertFile,
+		KeyFile:       s.cfg.KeyFile,
+		CAFile:        s.cfg.CAFile,
 		Source:        s.source.orNil(),
-		CRLFile:       cfg.CRLFile,
+		CRLFile:       s.cfg.CRLFile,
 		Mode:          mode,
-		Logger:        logger,
-		MeterProvider: meters,
+		Logger:        s.logger,
+		MeterProvider: s.meterProvider(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loading credentials (%s): %w", credentialsFlags(cfg), err)
+		return fmt.Errorf("loading credentials (%s): %w", credentialsFlags(s.cfg), err)
 	}
+	return nil
+}
 
-	rules := infrastructureRules()
-	for k, v := range svc.Rules {
-		rules[k] = v
-	}
+// newAuthorizer is the policy of the proto options, with rules for what
+// has none: the service's own and the infrastructure's. It is compiled
+// once the service's methods are registered.
+func (s *Server) newAuthorizer(rules map[string]*authzv1.Rule) {
 	s.authz = authz.New(authz.Options{
-		Logger:        logger,
-		MeterProvider: meters,
-		PolicyFile:    cfg.PolicyFile,
-		Rules:         rules,
+		Logger:        s.logger,
+		MeterProvider: s.meterProvider(),
+		PolicyFile:    s.cfg.PolicyFile,
+		Rules:         withInfrastructureRules(rules),
 	})
+}
 
+// newGRPCServer builds the gRPC server with the interceptor chain,
+// registers svc, health and reflection on it, and compiles the policy for
+// what is registered. Health says NOT_SERVING until Serve.
+func (s *Server) newGRPCServer(svc Service) error {
 	opts, err := s.serverOptions()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.grpc = grpc.NewServer(opts...)
-	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: logger, cfg: &s.cfg, tel: s.tel, source: s.source}
+	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: s.logger, cfg: &s.cfg, tel: s.tel, source: s.source}
 	if err := svc.Register(s.rt); err != nil {
-		return nil, fmt.Errorf("registering %s: %w", svc.Name, err)
+		return fmt.Errorf("registering %s: %w", svc.Name, err)
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	if err := s.authz.Compile(s.grpc); err != nil {
-		return nil, fmt.Errorf("authorization policy: %w", err)
+		return fmt.Errorf("authorization policy: %w", err)
 	}
-	for name := range s.grpc.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
-	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	return nil
+}
 
-	if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+// setHealth sets every registered service's health, and the server's ("").
+func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, st)
 	}
-	if cfg.MetricsListen != "" {
-		if s.metLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return nil, fmt.Errorf("--metrics-listen %s: %w", cfg.MetricsListen, err)
-		}
-		s.metrics = &http.Server{Handler: s.tel.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.health.SetServingStatus("", st)
+}
+
+// listen opens the gRPC listener and, if configured, the metrics one.
+func (s *Server) listen() (err error) {
+	if s.lis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("--listen %s: %w", s.cfg.Listen, err)
 	}
-	return s, nil
+	if s.cfg.MetricsListen == "" {
+		return nil
+	}
+	if s.metLis, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", s.cfg.MetricsListen, err)
+	}
+	s.metrics = &http.Server{Handler: s.tel.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	return nil
 }
 
 // serverOptions is the chain every call goes through: telemetry (trace
@@ -279,16 +319,9 @@ func (s *Server) MetricsAddr() net.Addr {
 // Serve serves until Shutdown; it reports healthy once it accepts calls.
 func (s *Server) Serve() error {
 	if s.metrics != nil {
-		go func() {
-			if err := s.metrics.Serve(s.metLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.logger.Error("metrics server stopped", "err", err)
-			}
-		}()
+		go s.serveMetrics()
 	}
-	for name := range s.grpc.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.setHealth(healthpb.HealthCheckResponse_SERVING)
 	metrics := "" // the bound address, so that port 0 can be found
 	if s.metLis != nil {
 		metrics = s.metLis.Addr().String()
@@ -299,6 +332,12 @@ func (s *Server) Serve() error {
 		return nil
 	}
 	return err
+}
+
+func (s *Server) serveMetrics() {
+	if err := s.metrics.Serve(s.metLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.logger.Error("metrics server stopped", "err", err)
+	}
 }
 
 // Reload re-reads the certificate, key, bundle and CRL, and the policy
@@ -324,39 +363,35 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.stopOnce.Do(func() {
 		s.logger.Info("draining")
 		s.health.Shutdown()
-		done := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
+		drain(ctx, s.grpc.GracefulStop, func() {
 			s.logger.Warn("drain timed out; closing open calls")
 			s.grpc.Stop()
-			<-done
-		}
+		})
 		s.release(ctx)
 		s.logger.Info("stopped")
 	})
 }
 
+// drain runs graceful, which returns once the open calls are done, until
+// ctx is done; then it runs cut, which ends the open calls and so graceful
+// too. It returns once graceful has.
+func drain(ctx context.Context, graceful, cut func()) {
+	done := make(chan struct{})
+	go func() {
+		graceful()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cut()
+		<-done
+	}
+}
+
 // release closes what New opened, in reverse order; each part may be nil.
 func (s *Server) release(ctx context.Context) {
-	if s.grpc != nil {
-		s.grpc.Stop()
-	}
-	if s.lis != nil {
-		s.lis.Close()
-	}
-	if s.metrics != nil {
-		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = s.metrics.Shutdown(shutCtx)
-		cancel()
-	}
-	if s.metLis != nil {
-		s.metLis.Close() // not closed by the http.Server when Serve never ran
-	}
+	s.closeListeners(ctx)
 	if s.rt != nil {
 		if err := s.rt.closeConns(); err != nil {
 			s.logger.Warn("closing client connections", "err", err)
@@ -377,5 +412,24 @@ func (s *Server) release(ctx context.Context) {
 			s.logger.Warn("flushing telemetry", "err", err)
 		}
 		cancel()
+	}
+}
+
+// closeListeners stops the gRPC and metrics servers and closes their
+// listeners.
+func (s *Server) closeListeners(ctx context.Context) {
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
+	if s.lis != nil {
+		s.lis.Close()
+	}
+	if s.metrics != nil {
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = s.metrics.Shutdown(shutCtx)
+		cancel()
+	}
+	if s.metLis != nil {
+		s.metLis.Close() // not closed by the http.Server when Serve never ran
 	}
 }

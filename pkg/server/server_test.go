@@ -132,7 +132,7 @@ func TestRunStartupErrors(t *testing.T) {
 	}{
 		{"unknown flag", []string{"--bogus"}, nil, 2, "flag provided but not defined: -bogus"},
 		{"stray argument", []string{"serve"}, nil, 2, `unexpected argument "serve"`},
-		{"cert from the environment", nil, map[string]string{"TLS_CERT_FILE": "/nonexistent/tls.crt"}, 1, "--cert /nonexistent/tls.crt"},
+		{"cert from the environment", nil, map[string]string{"TLS_CERT_FILE": "/nonexistent/tls.crt"}, 2, "--cert /nonexistent/tls.crt"},
 		{"bad drain timeout", nil, map[string]string{"DRAIN_TIMEOUT": "soon"}, 2, "DRAIN_TIMEOUT"},
 		{"healthcheck without a certificate", []string{"healthcheck"}, nil, 1, "--cert, --key and --ca"},
 	}
