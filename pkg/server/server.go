@@ -9,7 +9,8 @@
 //
 // Service-to-service calls go through Runtime.Dial, which presents the
 // service's own certificate and checks the callee's identity, so the callee
-// authorizes this service and trace context flows along.
+// authorizes this service and trace context flows along. Programs that are
+// not services call them with pkg/client.
 package server
 
 import (
@@ -277,11 +278,7 @@ func (s *Server) listen() (err error) {
 // see every outcome, refusals included; recovery, which turns a panic
 // anywhere below it into INTERNAL; and authorization, before any handler.
 func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
-	logger := s.logger
-	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		return status.Error(codes.Internal, "internal error")
-	})
+	rec := recovery.WithRecoveryHandlerContext(s.recovered)
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
 	if !s.cfg.noTelemetry {
@@ -293,7 +290,7 @@ func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 		stream = append(stream, in.stream)
 	}
 	if mode, _ := parseCallLog(s.cfg.CallLog); mode != logOff { // validated in New
-		l := &callLog{logger: logger, mode: mode}
+		l := &callLog{logger: s.logger, mode: mode}
 		unary = append(unary, l.unary)
 		stream = append(stream, l.stream)
 	}
@@ -303,6 +300,13 @@ func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	), nil
+}
+
+// recovered logs a handler's panic with its stack, and answers the call
+// INTERNAL without saying more.
+func (s *Server) recovered(ctx context.Context, p any) error {
+	s.logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
 }
 
 // Addr is the gRPC listener's address (useful with port 0).
