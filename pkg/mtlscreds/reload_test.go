@@ -292,7 +292,7 @@ func TestMaxConnectionAgeBringsRevocationToOpenConnections(t *testing.T) {
 	}
 	eventually(t, "the revoked client refused on its open connection's successor", func() bool {
 		_, err := check(open)
-		return err != nil && obs.sum(t, metricRejections, "reason="+reasonRevoked) > 0
+		return err != nil && obs.sum(t, metricRejections, "reason="+string(ReasonRevoked)) > 0
 	})
 }
 
@@ -318,7 +318,7 @@ func TestStaleCRLFailsClosed(t *testing.T) {
 		t.Fatal("a peer was accepted with a stale CRL")
 	}
 	eventually(t, "revocation_unknown counted", func() bool {
-		return obs.sum(t, metricRejections, "reason="+reasonRevocationUnknown) == 1
+		return obs.sum(t, metricRejections, "reason="+string(ReasonRevocationUnknown)) == 1
 	})
 	srvFiles.writeCRL(t, crlPEM(t, a, time.Now().Add(time.Hour)))
 	if err := srvCreds.Reload(); err != nil {
