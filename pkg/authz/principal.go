@@ -108,7 +108,7 @@ func ParsePrincipal(s string) (Principal, error) {
 	case strings.HasPrefix(name, spiffeScheme):
 		if !prefix {
 			if err := identity.ValidateSPIFFEID(name); err != nil {
-				return Principal{}, fmt.Errorf("principal %w", err) // err quotes s
+				return Principal{}, fmt.Errorf("principal %q: %w", s, err)
 			}
 			return Principal{Kind: SPIFFEID, Name: name}, nil
 		}

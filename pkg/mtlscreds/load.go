@@ -273,36 +273,52 @@ func (st *state) loadCRLs(s *snapshot, data []byte, file string, known []*x509.C
 	}
 	s.addCRLs(lists)
 	for i, c := range s.crlSet {
-		// A known certificate with the CRL's issuer name and key
-		// identifier must have signed it: a CRL that claims to be from
-		// our own CA but is not is a bad file, not one to skip. Other
-		// CRLs (a CA of the same name after a rotation, an issuer only
-		// peers know) are verified at the handshake that needs them.
-		var claimed *x509.Certificate
-		for _, k := range known {
-			if !bytes.Equal(k.RawSubject, c.list.RawIssuer) || !sameKeyID(k, c.list) {
-				continue
-			}
-			claimed = k
-			if c.signedBy(k) {
-				break
-			}
+		if err := st.checkLoadedCRL(s, c, i+1, file, known, now); err != nil {
+			return err
 		}
-		if claimed != nil && c.signer.Load() == nil {
-			return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, i+1, describe(claimed))
-		}
-		l := c.list
-		if l.NextUpdate.IsZero() || !now.After(l.NextUpdate) || s.newest(l) != c {
-			continue
-		}
-		if claimed != nil {
-			return fmt.Errorf("CRL file %s: CRL %d from %s expired at %s (next update), now is %s",
-				file, i+1, describe(claimed), l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-		}
-		st.log.Warn("mtlscreds: a CRL in the CRL file is past its next update; the certificates of its issuer are refused as revocation_unknown until it is re-published",
-			"file", file, "crl", i+1, "issuer", l.Issuer.String(), "number", crlNumber(l), "next_update", l.NextUpdate.UTC())
 	}
 	return nil
+}
+
+// checkLoadedCRL checks the n-th CRL of the file. A known certificate with
+// the CRL's issuer name and key identifier must have signed it: a CRL that
+// claims to be from our own CA but is not is a bad file, not one to skip.
+// Other CRLs (a CA of the same name after a rotation, an issuer only peers
+// know) are verified at the handshake that needs them. A stale newest CRL
+// fails the file when it is a known issuer's, and is logged otherwise.
+func (st *state) checkLoadedCRL(s *snapshot, c *crl, n int, file string, known []*x509.Certificate, now time.Time) error {
+	claimed := claimedIssuer(c, known)
+	if claimed != nil && c.signer.Load() == nil {
+		return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, n, describe(claimed))
+	}
+	l := c.list
+	if l.NextUpdate.IsZero() || !now.After(l.NextUpdate) || s.newest(l) != c {
+		return nil
+	}
+	if claimed != nil {
+		return fmt.Errorf("CRL file %s: CRL %d from %s expired at %s (next update), now is %s",
+			file, n, describe(claimed), l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	st.log.Warn("mtlscreds: a CRL in the CRL file is past its next update; the certificates of its issuer are refused as revocation_unknown until it is re-published",
+		"file", file, "crl", n, "issuer", l.Issuer.String(), "number", crlNumber(l), "next_update", l.NextUpdate.UTC())
+	return nil
+}
+
+// claimedIssuer is the known certificate c claims to be from (by name and
+// key identifier), remembering it as c's signer when its signature checks
+// out; nil when c names no known certificate.
+func claimedIssuer(c *crl, known []*x509.Certificate) *x509.Certificate {
+	var claimed *x509.Certificate
+	for _, k := range known {
+		if !bytes.Equal(k.RawSubject, c.list.RawIssuer) || !sameKeyID(k, c.list) {
+			continue
+		}
+		claimed = k
+		if c.signedBy(k) {
+			break
+		}
+	}
+	return claimed
 }
 
 // issuerKey tells CRL issuers apart: by name and key identifier, since a

@@ -307,26 +307,30 @@ func (v *verifier) checkRevocation(chain []*x509.Certificate, now time.Time) err
 			}
 			continue
 		}
-		decided := false
-		for _, l := range lists {
-			if !l.signedBy(issuer) {
-				continue
-			}
-			if !l.list.NextUpdate.IsZero() && now.After(l.list.NextUpdate) {
-				return reject(ReasonRevocationUnknown, cert, fmt.Errorf("the CRL of its issuer %s is stale: next update was %s, now is %s",
-					describe(issuer), l.list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
-			}
-			if _, revoked := l.revoked[string(cert.SerialNumber.Bytes())]; revoked {
-				return reject(ReasonRevoked, cert, fmt.Errorf("is revoked by the CRL of %s", describe(issuer)))
-			}
-			decided = true
-			break
-		}
-		if !decided {
-			return reject(ReasonRevocationUnknown, cert, fmt.Errorf("no CRL in the CRL file is signed by its issuer %s", describe(issuer)))
+		if err := checkRevoked(cert, issuer, lists, now); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// checkRevoked decides cert by the newest of lists (its issuer's, newest
+// first) that issuer signed: it must be current and not list cert.
+func checkRevoked(cert, issuer *x509.Certificate, lists []*crl, now time.Time) error {
+	for _, l := range lists {
+		if !l.signedBy(issuer) {
+			continue
+		}
+		if !l.list.NextUpdate.IsZero() && now.After(l.list.NextUpdate) {
+			return reject(ReasonRevocationUnknown, cert, fmt.Errorf("the CRL of its issuer %s is stale: next update was %s, now is %s",
+				describe(issuer), l.list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+		}
+		if _, revoked := l.revoked[string(cert.SerialNumber.Bytes())]; revoked {
+			return reject(ReasonRevoked, cert, fmt.Errorf("is revoked by the CRL of %s", describe(issuer)))
+		}
+		return nil
+	}
+	return reject(ReasonRevocationUnknown, cert, fmt.Errorf("no CRL in the CRL file is signed by its issuer %s", describe(issuer)))
 }
 
 // addCRLs indexes lists by issuer name, each issuer's newest (highest CRL
