@@ -2,7 +2,9 @@ package authz_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +48,26 @@ func withReflection(s *grpc.Server) {
 	reflection.Register(s) // v1 and v1alpha
 }
 
+// problemAt is where a Problem is: its method and source.
+type problemAt struct {
+	method string
+	source authz.Source
+}
+
+// problemsOf lists the problems of err, which must be a *CompileError.
+func problemsOf(t *testing.T, err error) []problemAt {
+	t.Helper()
+	var ce *authz.CompileError
+	if !errors.As(err, &ce) {
+		t.Fatalf("%v (%T) is not a *CompileError", err, err)
+	}
+	var out []problemAt
+	for _, p := range ce.Problems {
+		out = append(out, problemAt{p.Method, p.Source})
+	}
+	return out
+}
+
 func rule(allow ...string) *authzv1.Rule { return &authzv1.Rule{Allow: allow} }
 
 func TestCompileRejects(t *testing.T) {
@@ -57,24 +79,37 @@ func TestCompileRejects(t *testing.T) {
 		register []func(*grpc.Server)
 		// Every one of these must appear in the error.
 		want []string
+		// The problems the *CompileError lists, in order.
+		problems []problemAt
 	}{
 		{
 			name:     "methods without a rule",
 			register: []func(*grpc.Server){withUnguarded},
 			want: []string{
-				"/authztest.v1.UnguardedService/First has no rule",
-				"/authztest.v1.UnguardedService/Second has no rule",
+				"/authztest.v1.UnguardedService/First: no rule",
+				"/authztest.v1.UnguardedService/Second: no rule",
 				"2 problems",
+			},
+			problems: []problemAt{
+				{"/authztest.v1.UnguardedService/First", ""},
+				{"/authztest.v1.UnguardedService/Second", ""},
 			},
 		},
 		{
 			name:     "health and reflection need Options.Rules",
 			register: []func(*grpc.Server){withHealth, withReflection},
 			want: []string{
-				"/grpc.health.v1.Health/Check has no rule",
-				"/grpc.health.v1.Health/Watch has no rule",
-				"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo has no rule",
-				"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo has no rule",
+				"/grpc.health.v1.Health/Check: no rule",
+				"/grpc.health.v1.Health/Watch: no rule",
+				"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo: no rule",
+				"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo: no rule",
+			},
+			problems: []problemAt{
+				{"/grpc.health.v1.Health/Check", ""},
+				{"/grpc.health.v1.Health/List", ""},
+				{"/grpc.health.v1.Health/Watch", ""},
+				{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", ""},
+				{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", ""},
 			},
 		},
 		{
@@ -85,13 +120,19 @@ func TestCompileRejects(t *testing.T) {
 				`/authztest.v1.BrokenService/BadStar (proto:method): deny: principal "dns:*.internal": '*' may only end`,
 				`/authztest.v1.BrokenService/BadKind (proto:method): allow: principal "uri:spiffe://authz.test/order": unknown kind`,
 			},
+			problems: []problemAt{
+				{"/authztest.v1.BrokenService/BadKind", authz.SourceProtoMethod},
+				{"/authztest.v1.BrokenService/BadSPIFFE", authz.SourceProtoMethod},
+				{"/authztest.v1.BrokenService/BadStar", authz.SourceProtoMethod},
+			},
 		},
 		{
 			name: "bad principal in Options.Rules",
 			opts: authz.Options{Rules: map[string]*authzv1.Rule{
 				"/authztest.v1.GuardedService/Default": rule("order", "*"),
 			}},
-			want: []string{`/authztest.v1.GuardedService/Default (options:method): allow: principal "*" matches every common name`},
+			want:     []string{`/authztest.v1.GuardedService/Default (options:method): allow: principal "*" matches every common name`},
+			problems: []problemAt{{"/authztest.v1.GuardedService/Default", authz.SourceOptionsMethod}},
 		},
 		{
 			name: "Options.Rules names nothing registered",
@@ -105,11 +146,17 @@ func TestCompileRejects(t *testing.T) {
 				`Options.Rules["/authztest.v1.GuardedService/Nothing"] names no registered service or method`,
 				`Options.Rules["grpc.health.v1.Health"] names no registered service or method`,
 			},
+			problems: []problemAt{
+				{"", authz.SourceOptionsMethod},
+				{"", authz.SourceOptionsService},
+				{"", authz.SourceOptionsService},
+			},
 		},
 		{
-			name: "nil rule",
-			opts: authz.Options{Rules: map[string]*authzv1.Rule{"authztest.v1.GuardedService": nil}},
-			want: []string{`Options.Rules["authztest.v1.GuardedService"] is nil`},
+			name:     "nil rule",
+			opts:     authz.Options{Rules: map[string]*authzv1.Rule{"authztest.v1.GuardedService": nil}},
+			want:     []string{`Options.Rules["authztest.v1.GuardedService"] is nil`},
+			problems: []problemAt{{"", authz.SourceOptionsService}},
 		},
 		{
 			name: "a CheckCompiler refuses a custom field",
@@ -117,7 +164,8 @@ func TestCompileRejects(t *testing.T) {
 				Checks: []authz.CheckCompiler{requiredHeader},
 				Rules:  map[string]*authzv1.Rule{"/authztest.v1.GuardedService/Default": headerRule},
 			},
-			want: []string{`/authztest.v1.GuardedService/Default (options:method): Options.Checks[0]: required_header "X-Tenant": metadata keys are lower case`},
+			want:     []string{`/authztest.v1.GuardedService/Default (options:method): Options.Checks[0]: required_header "X-Tenant": metadata keys are lower case`},
+			problems: []problemAt{{"/authztest.v1.GuardedService/Default", authz.SourceOptionsMethod}},
 		},
 	}
 	for _, tc := range cases {
@@ -133,6 +181,9 @@ func TestCompileRejects(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error does not say %q:\n%v", w, err)
 				}
+			}
+			if got := problemsOf(t, err); !slices.Equal(got, tc.problems) {
+				t.Errorf("problems %v, want %v", got, tc.problems)
 			}
 			// A failed Compile leaves the Authorizer refusing every call.
 			err = a.Authorize(peerCtx(t, "admin"), "/authztest.v1.GuardedService/Default")

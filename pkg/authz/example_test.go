@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -136,7 +137,35 @@ func ExampleAuthorizer_Compile() {
 	fmt.Println(az.Compile(srv))
 	// Output:
 	// authz: cannot compile the policy (3 problems):
-	// /grpc.health.v1.Health/Check has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
-	// /grpc.health.v1.Health/List has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
-	// /grpc.health.v1.Health/Watch has no rule: give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+	// /grpc.health.v1.Health/Check: no rule; give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+	// /grpc.health.v1.Health/List: no rule; give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+	// /grpc.health.v1.Health/Watch: no rule; give it an (authz.v1.method) option, its service an (authz.v1.service) option, or add Options.Rules["grpc.health.v1.Health"]
+}
+
+// A caller that wants the methods without a rule, rather than the text (a
+// tool listing them, a test asserting on them), reaches the problems with
+// errors.As, through any wrapping.
+func ExampleCompileError() {
+	az := authz.New(authz.Options{
+		Logger: slog.New(slog.DiscardHandler),
+		Rules: map[string]*authzv1.Rule{
+			"/authztest.v1.GuardedService/Default": {Allow: []string{"dns:*.internal"}},
+		},
+	})
+	srv := grpc.NewServer()
+	authztestv1.RegisterGuardedServiceServer(srv, guarded{})
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	err := fmt.Errorf("authorization policy: %w", az.Compile(srv))
+
+	var ce *authz.CompileError
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			fmt.Printf("%s [%s]\n", p.Method, p.Source)
+		}
+	}
+	// Output:
+	// /authztest.v1.GuardedService/Default [options:method]
+	// /grpc.health.v1.Health/Check []
+	// /grpc.health.v1.Health/List []
+	// /grpc.health.v1.Health/Watch []
 }

@@ -70,20 +70,28 @@ type overlayRule struct {
 // it against registered methods: for tools that show or compare policy.
 func ReadOverlayFile(path string) (*OverlayFile, error) {
 	raw, err := readCapped(path)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var f *OverlayFile
+		if f, err = decodeOverlayFile(path, raw); err == nil {
+			return f, nil
+		}
 	}
-	return decodeOverlayFile(path, raw)
+	return nil, fmt.Errorf("authz: %w", err)
 }
 
-// readOverlay reads and validates a policy file on its own; buildPolicy then
-// checks it against the registered methods.
-func readOverlay(path string) (*overlay, error) {
-	raw, err := readCapped(path)
-	if err != nil {
-		return nil, err
+// readPolicyFile reads Options.PolicyFile, if there is one, and validates
+// it on its own; buildPolicy then checks it against the registered methods.
+// Its error is a *CompileError.
+func (a *Authorizer) readPolicyFile() (*overlay, error) {
+	if a.opts.PolicyFile == "" {
+		return nil, nil
 	}
-	return parseOverlay(path, raw)
+	raw, err := readCapped(a.opts.PolicyFile)
+	if err != nil {
+		return nil, compileError([]Problem{{Source: SourceOverlay, Err: err}})
+	}
+	ov, problems := parseOverlay(a.opts.PolicyFile, raw)
+	return ov, compileError(problems)
 }
 
 // readCapped reads at most one byte more than MaxPolicyFileSize, so an
@@ -118,48 +126,61 @@ func decodeOverlayFile(path string, raw []byte) (*OverlayFile, error) {
 	return f, nil
 }
 
-func parseOverlay(path string, raw []byte) (*overlay, error) {
+// parseOverlay decodes and validates a policy file: its keys' form and its
+// principals.
+func parseOverlay(path string, raw []byte) (*overlay, []Problem) {
 	f, err := decodeOverlayFile(path, raw)
 	if err != nil {
-		return nil, err
+		return nil, []Problem{{Source: SourceOverlay, Err: err}}
 	}
 	ov := &overlay{file: path, raw: raw, rules: make(map[string]*overlayRule, len(f.Rules))}
-	var errs []error
+	var problems []Problem
 	for _, key := range slices.Sorted(maps.Keys(f.Rules)) {
-		r := f.Rules[key]
-		if err := validateKey(key); err != nil {
-			errs = append(errs, fmt.Errorf("policy file %s: rules[%q]: %w", path, key, err))
-			continue
-		}
-		parse := func(field string, list []string) []ruleEntry {
-			out := make([]ruleEntry, 0, len(list))
-			for _, s := range list {
-				p, err := ParsePrincipal(s)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("policy file %s: rules[%q].%s: %w", path, key, field, err))
-					continue
-				}
-				out = append(out, ruleEntry{p, entry{principal: s, source: SourceOverlay}})
-			}
-			return out
-		}
-		or := &overlayRule{
-			allow:  parse("allow", r.Allow),
-			revoke: parse("revoke", r.Revoke),
-			deny:   parse("deny", r.Deny),
-			audit:  r.Audit,
-		}
-		for _, a := range r.Allow {
-			if slices.Contains(r.Revoke, a) {
-				errs = append(errs, fmt.Errorf("policy file %s: rules[%q]: %q is both allowed and revoked", path, key, a))
-			}
-		}
-		ov.rules[key] = or
+		r, ps := ov.parseRule(key, f.Rules[key])
+		problems = append(problems, ps...)
+		ov.rules[key] = r
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if problems != nil {
+		return nil, problems
 	}
 	return ov, nil
+}
+
+// parseRule validates one entry of the policy file.
+func (ov *overlay) parseRule(key string, r OverlayRule) (*overlayRule, []Problem) {
+	if err := validateKey(key); err != nil {
+		return nil, []Problem{ov.problem(key, "", err)}
+	}
+	var problems []Problem
+	parse := func(field string, list []string) []ruleEntry {
+		entries, errs := parsePrincipals(list, SourceOverlay)
+		for _, err := range errs {
+			problems = append(problems, ov.problem(key, "."+field, err))
+		}
+		return entries
+	}
+	or := &overlayRule{
+		allow:  parse("allow", r.Allow),
+		revoke: parse("revoke", r.Revoke),
+		deny:   parse("deny", r.Deny),
+		audit:  r.Audit,
+	}
+	for _, a := range r.Allow {
+		if slices.Contains(r.Revoke, a) {
+			problems = append(problems, ov.problem(key, "", fmt.Errorf("%q is both allowed and revoked", a)))
+		}
+	}
+	return or, problems
+}
+
+// problem is a Problem with the entry at key, or with its field (".deny",
+// say; "" for the entry as a whole), named as the file locates it.
+func (ov *overlay) problem(key, field string, err error) Problem {
+	p := Problem{Source: SourceOverlay, Err: fmt.Errorf("policy file %s: rules[%q]%s: %w", ov.file, key, field, err)}
+	if _, _, ok := splitMethod(key); ok {
+		p.Method = key
+	}
+	return p
 }
 
 // validateKey checks the form of an overlay key; whether it names something
@@ -197,7 +218,7 @@ func (a *Authorizer) Reload() error {
 	if a.opts.PolicyFile == "" {
 		return nil
 	}
-	ov, err := readOverlay(a.opts.PolicyFile)
+	ov, err := a.readPolicyFile()
 	if err == nil && a.loaded != nil && bytes.Equal(ov.raw, a.loaded.raw) {
 		return nil // touched, not changed
 	}
@@ -209,14 +230,11 @@ func (a *Authorizer) Reload() error {
 		pol, warnings, err = buildPolicy(a.base, ov, a.counts)
 	}
 	if err != nil {
-		err = fmt.Errorf("authz: %w", err)
 		a.log.Error("authz: policy file rejected; the previous policy stays in force",
 			slog.String("policy_file", a.opts.PolicyFile), slog.Any("err", err))
 		return err
 	}
-	a.loaded = ov
-	a.policy.Store(pol)
-	a.warnOverlay(warnings)
+	a.install(ov, pol, warnings)
 	a.log.Info("authz: policy file loaded",
 		slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
 	return nil

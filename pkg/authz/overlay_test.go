@@ -1,10 +1,13 @@
 package authz_test
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -296,8 +299,9 @@ func TestOverlayRejects(t *testing.T) {
 			a := authz.New(authz.Options{Logger: slog.New(logs), PolicyFile: path})
 			err := a.Compile(newServer())
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
-				t.Errorf("Compile: %v\nwant an error naming %s and saying %q", err, path, tc.want)
+				t.Fatalf("Compile: %v\nwant an error naming %s and saying %q", err, path, tc.want)
 			}
+			checkOverlayProblems(t, err)
 			a.Close()
 
 			// Later, a bad file is logged and the last good policy stays.
@@ -311,6 +315,8 @@ func TestOverlayRejects(t *testing.T) {
 			logs.take()
 			if err := a.Reload(); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Reload: %v, want an error saying %q", err, tc.want)
+			} else {
+				checkOverlayProblems(t, err)
 			}
 			if !hasMessage(logs.take(), "previous policy stays") {
 				t.Error("a rejected file was not logged")
@@ -325,6 +331,64 @@ func TestOverlayRejects(t *testing.T) {
 		if err := a.Compile(newServer()); err == nil || !strings.Contains(err.Error(), path) {
 			t.Errorf("Compile: %v, want an error naming %s", err, path)
 		}
+	})
+}
+
+// checkOverlayProblems checks that every problem err lists is the policy
+// file's.
+func checkOverlayProblems(t *testing.T, err error) {
+	t.Helper()
+	for _, p := range problemsOf(t, err) {
+		if p.source != authz.SourceOverlay {
+			t.Errorf("problem source %q, want %q:\n%v", p.source, authz.SourceOverlay, err)
+		}
+	}
+}
+
+// TestOverlayProblemMethods: a problem with a policy file entry names the
+// method when the entry is a method's, so that a tool can list them.
+func TestOverlayProblemMethods(t *testing.T) {
+	cases := []struct {
+		name, policy string
+		want         []problemAt
+	}{
+		{"bad principal", `rules: {"/authztest.v1.GuardedService/ByName": {deny: ["dns:*.internal", "x*y"]}}`, []problemAt{
+			{"/authztest.v1.GuardedService/ByName", authz.SourceOverlay},
+			{"/authztest.v1.GuardedService/ByName", authz.SourceOverlay},
+		}},
+		{"revokes nothing", `rules: {"/authztest.v1.GuardedService/ByName": {revoke: [ordre]}, "authztest.v1.GuardedService": {revoke: [nobody]}}`, []problemAt{
+			{"/authztest.v1.GuardedService/ByName", authz.SourceOverlay},
+			{"", authz.SourceOverlay},
+		}},
+		{"unknown keys", `rules: {"/authztest.v1.GuardedService/Nope": {}, "authztest.v1.Nope": {}}`, []problemAt{
+			{"/authztest.v1.GuardedService/Nope", authz.SourceOverlay},
+			{"", authz.SourceOverlay},
+		}},
+		{"not YAML", "rules: [", []problemAt{{"", authz.SourceOverlay}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "policy.yaml")
+			writePolicy(t, path, tc.policy)
+			a := authz.New(authz.Options{Logger: slog.New(slog.DiscardHandler), PolicyFile: path})
+			defer a.Close()
+			err := a.Compile(newServer())
+			if err == nil {
+				t.Fatal("Compile succeeded")
+			}
+			if got := problemsOf(t, err); !slices.Equal(got, tc.want) {
+				t.Errorf("problems %v, want %v:\n%v", got, tc.want, err)
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		a := authz.New(authz.Options{Logger: slog.New(slog.DiscardHandler), PolicyFile: filepath.Join(t.TempDir(), "policy.yaml")})
+		defer a.Close()
+		err := a.Compile(newServer())
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Compile: %v, want an error that is fs.ErrNotExist", err)
+		}
+		checkOverlayProblems(t, err)
 	})
 }
 

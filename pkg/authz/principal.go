@@ -80,25 +80,18 @@ func (p Principal) String() string {
 // kinds) are all errors, and so are control characters, invisible and
 // format characters (U+200B, U+202E...) and spaces other than ' '.
 func ParsePrincipal(s string) (Principal, error) {
-	if s == "" {
-		return Principal{}, errors.New("empty principal")
+	p, err := parsePrincipal(s)
+	if err != nil {
+		return Principal{}, fmt.Errorf("authz: %w", err)
 	}
-	if !utf8.ValidString(s) {
-		return Principal{}, fmt.Errorf("principal %q is not valid UTF-8", s)
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return Principal{}, fmt.Errorf("principal %q holds a control character", s)
-		}
-		// Invisible characters (U+200B zero width space, U+202E
-		// right-to-left override, U+00AD soft hyphen...) and spaces other
-		// than ' ' make a principal that reads as another.
-		if r != ' ' && (!unicode.IsGraphic(r) || unicode.IsSpace(r) || unicode.Is(unicode.Zs, r)) {
-			return Principal{}, fmt.Errorf("principal %q holds the invisible or format character %U", s, r)
-		}
-	}
-	if strings.TrimSpace(s) != s {
-		return Principal{}, fmt.Errorf("principal %q has leading or trailing space", s)
+	return p, nil
+}
+
+// parsePrincipal is ParsePrincipal for the package's own callers, which say
+// where the principal is written.
+func parsePrincipal(s string) (Principal, error) {
+	if err := checkPrincipalText(s); err != nil {
+		return Principal{}, err
 	}
 	name, prefix := strings.CutSuffix(s, "*")
 	if strings.Contains(name, "*") {
@@ -106,22 +99,7 @@ func ParsePrincipal(s string) (Principal, error) {
 	}
 	switch {
 	case strings.HasPrefix(name, spiffeScheme):
-		if !prefix {
-			if err := identity.ValidateSPIFFEID(name); err != nil {
-				return Principal{}, fmt.Errorf("principal %q: %w", s, err)
-			}
-			return Principal{Kind: SPIFFEID, Name: name}, nil
-		}
-		td, _, ok := strings.Cut(name[len(spiffeScheme):], "/")
-		if !ok || td == "" {
-			return Principal{}, fmt.Errorf("principal %q: a SPIFFE prefix must name the whole trust domain and the '/' after it, as in \"spiffe://example.org/*\"", s)
-		}
-		// Any name the prefix can match starts with the prefix, so the
-		// prefix plus one path character must itself be a valid ID.
-		if identity.ValidateSPIFFEID(name+"x") != nil {
-			return Principal{}, fmt.Errorf("principal %q: %q does not start a valid SPIFFE ID (lower-case trust domain; path segments of letters, digits, '.', '-', '_')", s, name)
-		}
-		return Principal{Kind: SPIFFEID, Name: name, Prefix: true}, nil
+		return parseSPIFFEPrincipal(s, name, prefix)
 	case strings.HasPrefix(name, dnsPrefix):
 		dns := name[len(dnsPrefix):]
 		if err := validateDNSPrincipal(dns, prefix); err != nil {
@@ -130,11 +108,58 @@ func ParsePrincipal(s string) (Principal, error) {
 		return Principal{Kind: DNSName, Name: dns, Prefix: prefix}, nil
 	case strings.Contains(name, ":"):
 		return Principal{}, fmt.Errorf("principal %q: unknown kind; write a bare common name, \"spiffe://...\" or \"dns:...\"", s)
-	}
-	if name == "" {
+	case name == "":
 		return Principal{}, fmt.Errorf("principal %q matches every common name; use allow_authenticated, or a longer prefix", s)
 	}
 	return Principal{Kind: CommonName, Name: name, Prefix: prefix}, nil
+}
+
+// checkPrincipalText refuses principals that could read as another: empty,
+// not UTF-8, holding control, invisible or format characters, spaces other
+// than ' ', or leading or trailing space.
+func checkPrincipalText(s string) error {
+	if s == "" {
+		return errors.New("empty principal")
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("principal %q is not valid UTF-8", s)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("principal %q holds a control character", s)
+		}
+		// Invisible characters (U+200B zero width space, U+202E
+		// right-to-left override, U+00AD soft hyphen...) and spaces other
+		// than ' ' make a principal that reads as another.
+		if r != ' ' && (!unicode.IsGraphic(r) || unicode.IsSpace(r) || unicode.Is(unicode.Zs, r)) {
+			return fmt.Errorf("principal %q holds the invisible or format character %U", s, r)
+		}
+	}
+	if strings.TrimSpace(s) != s {
+		return fmt.Errorf("principal %q has leading or trailing space", s)
+	}
+	return nil
+}
+
+// parseSPIFFEPrincipal reads name, principal s without its trailing "*"
+// (prefix says there was one), as a SPIFFE ID or a prefix of SPIFFE IDs.
+func parseSPIFFEPrincipal(s, name string, prefix bool) (Principal, error) {
+	if !prefix {
+		if err := identity.ValidateSPIFFEID(name); err != nil {
+			return Principal{}, fmt.Errorf("principal %q: %w", s, err)
+		}
+		return Principal{Kind: SPIFFEID, Name: name}, nil
+	}
+	td, _, ok := strings.Cut(name[len(spiffeScheme):], "/")
+	if !ok || td == "" {
+		return Principal{}, fmt.Errorf("principal %q: a SPIFFE prefix must name the whole trust domain and the '/' after it, as in \"spiffe://example.org/*\"", s)
+	}
+	// Any name the prefix can match starts with the prefix, so the prefix
+	// plus one path character must itself be a valid ID.
+	if identity.ValidateSPIFFEID(name+"x") != nil {
+		return Principal{}, fmt.Errorf("principal %q: %q does not start a valid SPIFFE ID (lower-case trust domain; path segments of letters, digits, '.', '-', '_')", s, name)
+	}
+	return Principal{Kind: SPIFFEID, Name: name, Prefix: true}, nil
 }
 
 // validateDNSPrincipal accepts lower-case DNS names; a prefix may stop
