@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
-	"io"
 	"math/big"
 	"net"
 	"net/url"
@@ -19,31 +17,6 @@ import (
 
 	"github.com/idwire/idwire/internal/ca"
 )
-
-// TestHandshakeTimeout: a client that connects and never sends a
-// ClientHello is disconnected after Options.HandshakeTimeout, not held for
-// gRPC's default of two minutes (longer than patience, so without the
-// option this test times out).
-func TestHandshakeTimeout(t *testing.T) {
-	r := newRig(t, func(srv, _ *Options) { srv.HandshakeTimeout = 100 * time.Millisecond })
-	conn, err := net.Dial("tcp", r.srv.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(patience))
-	_, err = conn.Read(make([]byte, 1))
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the server still held a silent connection after %s", patience)
-	}
-	if err == nil {
-		t.Fatal("the server sent data to a client that said nothing")
-	}
-	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		t.Logf("connection ended with %v", err)
-	}
-}
 
 func TestHandshakeTimeoutDefault(t *testing.T) {
 	f := newFiles(t)
