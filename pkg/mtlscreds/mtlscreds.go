@@ -271,12 +271,8 @@ func (st *state) start() error {
 		return err
 	}
 	st.cur.Store(snap)
-	mp := st.opts.MeterProvider
-	if mp == nil {
-		mp = otel.GetMeterProvider()
-	}
-	if st.metrics, err = newMetrics(mp, st); err != nil {
-		return fmt.Errorf("metrics: %w", err)
+	if err := st.startMetrics(); err != nil {
+		return err
 	}
 	if st.server && st.opts.Mode == Permissive {
 		st.log.Warn("mtlscreds: server in PERMISSIVE mode: clients without a certificate are accepted, unauthenticated; use it only while migrating callers to mTLS")
@@ -294,6 +290,20 @@ func (st *state) start() error {
 	// otherwise go unseen until the next one.
 	if now, err := st.readFiles(); err != nil || !now.equal(&snap.files) {
 		_ = st.reload(triggerWatch)
+	}
+	return nil
+}
+
+// startMetrics registers the metrics with Options.MeterProvider, or the
+// global one.
+func (st *state) startMetrics() error {
+	mp := st.opts.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	var err error
+	if st.metrics, err = newMetrics(mp, st); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
 }
@@ -463,6 +473,13 @@ func (c *Credentials) TLSConfig() *tls.Config {
 			},
 		}
 	}
+	return c.clientTLSConfig()
+}
+
+// clientTLSConfig is TLSConfig for a client: the certificate and the
+// check of the server are looked up at each handshake.
+func (c *Credentials) clientTLSConfig() *tls.Config {
+	st := c.state
 	cfg := &tls.Config{
 		MinVersion:   st.opts.MinVersion,
 		CipherSuites: tls12Suites, // as the gRPC credentials: Go's defaults include CBC

@@ -84,10 +84,6 @@ func newWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*Worklo
 	if err != nil {
 		return nil, err
 	}
-	maxDelay := opts.MaxRetryDelay
-	if maxDelay <= 0 {
-		maxDelay = 5 * time.Second
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -104,7 +100,7 @@ func newWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*Worklo
 	// below, not an error here.
 	s.client, err = workloadapi.New(context.WithoutCancel(ctx),
 		workloadapi.WithAddr(addr),
-		workloadapi.WithBackoffStrategy(backoffStrategy{max: maxDelay}),
+		workloadapi.WithBackoffStrategy(backoffStrategy{max: opts.MaxRetryDelay}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("Workload API %s: %w", addr, err)
@@ -266,12 +262,22 @@ func (s *WorkloadAPISource) pick(svids []*x509svid.SVID) *x509svid.SVID {
 	return nil
 }
 
-// backoffStrategy retries the Workload API after 1s, 2s, 3s … up to max:
-// the agent is local, so a restart is over in seconds and go-spiffe's own cap
-// of 30 seconds would keep the workload on an old SVID for too long.
+// backoffStrategy retries the Workload API after 1s, 2s, 3s … up to max
+// (zero means defaultMaxRetryDelay): the agent is local, so a restart is
+// over in seconds and go-spiffe's own cap of 30 seconds would keep the
+// workload on an old SVID for too long.
 type backoffStrategy struct{ max time.Duration }
 
-func (b backoffStrategy) NewBackoff() workloadapi.Backoff { return &linearBackoff{max: b.max} }
+// defaultMaxRetryDelay is what a zero WorkloadAPIOptions.MaxRetryDelay
+// means.
+const defaultMaxRetryDelay = 5 * time.Second
+
+func (b backoffStrategy) NewBackoff() workloadapi.Backoff {
+	if b.max <= 0 {
+		return &linearBackoff{max: defaultMaxRetryDelay}
+	}
+	return &linearBackoff{max: b.max}
+}
 
 type linearBackoff struct {
 	max time.Duration

@@ -336,4 +336,11 @@ func TestWorkloadAPIBackoff(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("delays %v, want %v", got, want)
 	}
+	b = backoffStrategy{}.NewBackoff() // MaxRetryDelay zero
+	for range 10 {
+		b.Next()
+	}
+	if d := b.Next(); d != defaultMaxRetryDelay {
+		t.Fatalf("with MaxRetryDelay zero, the delay grows to %s, want %s", d, defaultMaxRetryDelay)
+	}
 }
