@@ -6,6 +6,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -306,4 +307,27 @@ func parseCRL(t *testing.T, data []byte) *x509.RevocationList {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// TestRejectErrorMessage: a RejectError reads the same however it was made,
+// and one made outside the package without Err still says something.
+func TestRejectErrorMessage(t *testing.T) {
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "order"}, SerialNumber: big.NewInt(0x2a)}
+	cause := errors.New("is revoked")
+	for _, tc := range []struct {
+		re   *RejectError
+		want string
+	}{
+		{&RejectError{Reason: ReasonRevoked, Cert: cert, Err: cause}, `mtlscreds: certificate "CN=order" (serial 2a): is revoked`},
+		{&RejectError{Reason: ReasonNoCertificate, Err: errors.New("the client presented no certificate")}, "mtlscreds: the client presented no certificate"},
+		{&RejectError{Reason: ReasonRevoked, Cert: cert}, `mtlscreds: certificate "CN=order" (serial 2a): refused (revoked)`},
+		{&RejectError{Reason: ReasonPeerRejected}, "mtlscreds: refused (rejected_by_peer)"},
+	} {
+		if got := tc.re.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+	if err := error(&RejectError{Reason: ReasonRevoked, Err: cause}); !errors.Is(err, cause) {
+		t.Error("a RejectError does not unwrap to its Err")
+	}
 }

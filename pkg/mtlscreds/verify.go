@@ -103,10 +103,14 @@ func reject(reason Reason, cert *x509.Certificate, err error) error {
 // Error carries the package's prefix: a RejectError is returned as it is by
 // the exported functions, never wrapped in another error of this package.
 func (e *RejectError) Error() string {
-	if e.Cert == nil {
-		return "mtlscreds: " + e.Err.Error()
+	what := "refused (" + string(e.Reason) + ")"
+	if e.Err != nil { // always, but for a RejectError made outside the package
+		what = e.Err.Error()
 	}
-	return fmt.Sprintf("mtlscreds: certificate %s: %v", describe(e.Cert), e.Err)
+	if e.Cert == nil {
+		return "mtlscreds: " + what
+	}
+	return fmt.Sprintf("mtlscreds: certificate %s: %s", describe(e.Cert), what)
 }
 
 func (e *RejectError) Unwrap() error { return e.Err }
