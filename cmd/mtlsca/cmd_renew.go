@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/x509"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -32,6 +33,24 @@ type renewFlags struct {
 func runRenew(e *env, c *command, args []string) int {
 	fs := c.flags()
 	f := renewFlags{fraction: ca.DefaultRenewFraction, jitter: 0.05, interval: 10 * time.Minute, crlValidity: ca.DefaultCRLValidity}
+	f.bind(fs)
+	names, code, ok := e.parse(c, fs, args, 1, -1)
+	if !ok {
+		return code
+	}
+	if code, ok := e.required(c, map[string]*string{"dir": &f.dir}); !ok {
+		return code
+	}
+	if msg := f.check(names); msg != "" {
+		return e.usageError(c, "%s", msg)
+	}
+	if f.watch {
+		return e.watch(f, names)
+	}
+	return e.renewOnce(c, f, names)
+}
+
+func (f *renewFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.dir, "dir", "", "CA `directory` (required)")
 	fs.StringVar(&f.out, "out", "", "identity `folder` (default DIR/NAME; only with one NAME)")
 	fs.Var(durationFlag{&f.ttl}, "ttl", "`lifetime` of the new certificate (default: the old one's)")
@@ -43,35 +62,35 @@ func runRenew(e *env, c *command, args []string) int {
 	fs.Var(durationFlag{&f.interval}, "interval", "--watch: check at least this `often` (picks up revocations and bundle changes)")
 	fs.BoolVar(&f.crl, "crl", false, "also rewrite DIR/crl.pem past --fraction of its validity, and copy it into each NAME's folder as crl.pem (a service mounting only its folder reads it there)")
 	fs.Var(durationFlag{&f.crlValidity}, "crl-next-update", "--crl: `validity` of a rewritten CRL")
-	names, code, ok := e.parse(c, fs, args, 1, -1)
-	if !ok {
-		return code
-	}
-	if code, ok := e.required(c, map[string]*string{"dir": &f.dir}); !ok {
-		return code
-	}
+}
+
+// check returns what is wrong with the flags and names, "" when nothing is.
+func (f *renewFlags) check(names []string) string {
 	for _, n := range names {
 		if err := ca.ValidateIdentityName(n); err != nil {
-			return e.usageError(c, "NAME: %v", err)
+			return fmt.Sprintf("NAME: %v", err)
 		}
 	}
 	switch {
 	case f.out != "" && len(names) > 1:
-		return e.usageError(c, "--out takes one NAME, got %d", len(names))
+		return fmt.Sprintf("--out takes one NAME, got %d", len(names))
 	case f.ttl != 0 && f.ttl < ca.MinLeafTTL:
-		return e.usageError(c, "--ttl: %s is below the minimum of %s", f.ttl, ca.MinLeafTTL)
+		return fmt.Sprintf("--ttl: %s is below the minimum of %s", f.ttl, ca.MinLeafTTL)
 	case f.fraction <= 0 || f.fraction > 1:
-		return e.usageError(c, "--fraction: %v is not in (0, 1]", f.fraction)
+		return fmt.Sprintf("--fraction: %v is not in (0, 1]", f.fraction)
 	case f.jitter < 0 || f.jitter >= f.fraction:
-		return e.usageError(c, "--jitter: %v is not in [0, --fraction)", f.jitter)
+		return fmt.Sprintf("--jitter: %v is not in [0, --fraction)", f.jitter)
 	case f.interval < time.Second:
-		return e.usageError(c, "--interval: %s is below 1s", f.interval)
+		return fmt.Sprintf("--interval: %s is below 1s", f.interval)
 	case f.crlValidity < ca.MinLeafTTL:
-		return e.usageError(c, "--crl-next-update: %s is below %s", f.crlValidity, ca.MinLeafTTL)
+		return fmt.Sprintf("--crl-next-update: %s is below %s", f.crlValidity, ca.MinLeafTTL)
 	}
-	if f.watch {
-		return e.watch(c, f, names)
-	}
+	return ""
+}
+
+// renewOnce renews each name that is due, reporting failures and going on
+// with the next name, then refreshes the CRL if asked.
+func (e *env) renewOnce(c *command, f renewFlags, names []string) int {
 	s, err := ca.Load(f.dir)
 	if err != nil {
 		return e.fail(c, err)
@@ -104,67 +123,99 @@ func runRenew(e *env, c *command, args []string) int {
 // random jitter, drawn once per certificate), checking at least every
 // --interval, until the context is cancelled. Failures are logged and
 // retried: a renewal daemon that exits leaves certificates to expire.
-func (e *env) watch(c *command, f renewFlags, names []string) int {
-	log := slog.New(slog.NewTextHandler(e.stderr, nil)).With("cmd", "mtlsca renew")
-	sched := &schedule{fraction: f.fraction, jitter: f.jitter, rand: rand.Float64, at: map[string]time.Time{}}
+func (e *env) watch(f renewFlags, names []string) int {
+	w := &watcher{
+		e: e, f: f, names: names,
+		log:   slog.New(slog.NewTextHandler(e.stderr, nil)).With("cmd", "mtlsca renew"),
+		sched: &schedule{fraction: f.fraction, jitter: f.jitter, rand: rand.Float64, at: map[string]time.Time{}},
+	}
 	for {
-		next := e.now().Add(f.interval)
-		s, err := ca.Load(f.dir)
-		if err != nil {
-			log.Error("cannot load the CA; will retry", "dir", f.dir, "err", err, "retry_in", f.interval)
-		}
-		current := map[string]bool{}
-		for _, n := range names {
-			if s == nil {
-				break
-			}
-			var at time.Time
-			if cert := currentCert(s, n, f.out); cert != nil {
-				at = sched.due(cert)
-				// Still current if the renewal fails: keep its draw
-				// rather than draw a later time for a certificate due now.
-				current[ca.FormatSerial(cert.SerialNumber)] = true
-			}
-			r, err := s.Renew(ca.RenewOptions{Name: n, Dir: f.out, TTL: f.ttl, KeyType: f.kt, Fraction: f.fraction, RenewAt: at, Now: e.now()})
-			if err != nil {
-				log.Error("renewal failed; will retry", "name", n, "err", err, "retry_in", f.interval)
-				continue
-			}
-			if r.Action != ca.Unchanged || r.BundleUpdated {
-				log.Info("renewed", "name", n, "action", r.Action, "reason", r.Reason, "bundle_updated", r.BundleUpdated,
-					"serial", r.Serial, "not_after", r.NotAfter)
-			}
-			if cert := currentCert(s, n, f.out); cert != nil {
-				current[ca.FormatSerial(cert.SerialNumber)] = true
-				if due := sched.due(cert); due.Before(next) {
-					next = due
-				}
-			}
-		}
-		if s != nil {
-			sched.keepOnly(current)
-		}
-		if s != nil && f.crl {
-			r, err := refreshCRL(s, f, names, e.now())
-			switch {
-			case err != nil:
-				log.Error("CRL refresh failed; will retry", "err", err, "retry_in", f.interval)
-			case r.rewritten || len(r.copied) > 0:
-				log.Info("CRL refreshed", "rewritten", r.rewritten, "number", r.number, "next_update", r.nextUpdate, "copied_to", strings.Join(r.copied, ","))
-			}
-			if err == nil && r.due.Before(next) {
-				next = r.due
-			}
-		}
+		next := w.pass()
 		t := time.NewTimer(max(next.Sub(e.now()), time.Second))
 		select {
 		case <-e.ctx.Done():
 			t.Stop()
-			log.Info("stopped")
+			w.log.Info("stopped")
 			return exitOK
 		case <-t.C:
 		}
 	}
+}
+
+// watcher is the state renew --watch keeps from one pass to the next.
+type watcher struct {
+	e     *env
+	f     renewFlags
+	names []string
+	log   *slog.Logger
+	sched *schedule
+}
+
+// pass loads the CA, renews what is due and refreshes the CRL, and returns
+// when the next pass is due: at the next renewal or CRL rewrite, and no
+// later than --interval from now.
+func (w *watcher) pass() (next time.Time) {
+	next = w.e.now().Add(w.f.interval)
+	s, err := ca.Load(w.f.dir)
+	if err != nil {
+		w.log.Error("cannot load the CA; will retry", "dir", w.f.dir, "err", err, "retry_in", w.f.interval)
+		return next
+	}
+	current := map[string]bool{}
+	for _, n := range w.names {
+		if due, ok := w.renew(s, n, current); ok && due.Before(next) {
+			next = due
+		}
+	}
+	w.sched.keepOnly(current)
+	if w.f.crl {
+		if due, ok := w.refreshCRL(s); ok && due.Before(next) {
+			next = due
+		}
+	}
+	return next
+}
+
+// renew renews one identity if it is due, records its current serial in
+// current, and returns when it is next due (false when it cannot tell).
+func (w *watcher) renew(s *ca.Store, n string, current map[string]bool) (time.Time, bool) {
+	var at time.Time
+	if cert := currentCert(s, n, w.f.out); cert != nil {
+		at = w.sched.due(cert)
+		// Still current if the renewal fails: keep its draw rather than
+		// draw a later time for a certificate due now.
+		current[ca.FormatSerial(cert.SerialNumber)] = true
+	}
+	f := w.f
+	r, err := s.Renew(ca.RenewOptions{Name: n, Dir: f.out, TTL: f.ttl, KeyType: f.kt, Fraction: f.fraction, RenewAt: at, Now: w.e.now()})
+	if err != nil {
+		w.log.Error("renewal failed; will retry", "name", n, "err", err, "retry_in", f.interval)
+		return time.Time{}, false
+	}
+	if r.Action != ca.Unchanged || r.BundleUpdated {
+		w.log.Info("renewed", "name", n, "action", r.Action, "reason", r.Reason, "bundle_updated", r.BundleUpdated,
+			"serial", r.Serial, "not_after", r.NotAfter)
+	}
+	cert := currentCert(s, n, f.out)
+	if cert == nil {
+		return time.Time{}, false
+	}
+	current[ca.FormatSerial(cert.SerialNumber)] = true
+	return w.sched.due(cert), true
+}
+
+// refreshCRL keeps the CRL current and returns when it is next due (false
+// when the refresh failed).
+func (w *watcher) refreshCRL(s *ca.Store) (time.Time, bool) {
+	r, err := refreshCRL(s, w.f, w.names, w.e.now())
+	if err != nil {
+		w.log.Error("CRL refresh failed; will retry", "err", err, "retry_in", w.f.interval)
+		return time.Time{}, false
+	}
+	if r.rewritten || len(r.copied) > 0 {
+		w.log.Info("CRL refreshed", "rewritten", r.rewritten, "number", r.number, "next_update", r.nextUpdate, "copied_to", strings.Join(r.copied, ","))
+	}
+	return r.due, true
 }
 
 // schedule is when --watch renews each certificate: its renewal time less a

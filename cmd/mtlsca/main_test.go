@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/idwire/idwire/internal/ca"
@@ -488,55 +489,55 @@ func TestRenew(t *testing.T) {
 	}
 }
 
-// TestRenewWatch runs the daemon mode in-process: it renews a due
-// certificate at once, then waits, and stops when its context is cancelled.
+// TestRenewWatch runs the daemon mode in-process, in a synctest bubble so
+// that its timer runs on the bubble's clock (the CA's files are real): it
+// renews a due certificate at once, the next one exactly when it falls due
+// (--jitter 0), and stops when its context is cancelled.
 func TestRenewWatch(t *testing.T) {
-	dir := t.TempDir()
-	c := cli{t: t, now: time.Now().Add(-20 * time.Hour)} // issued 20h ago: due
-	c.ok("bootstrap", "--dir", dir, "--trust-domain", "example.org", "--services", "order,user")
-	cli{t: t}.ok("renew", "user", "--dir", dir, "--force") // user is fresh: not due
-	oldOrder := readCerts(t, filepath.Join(dir, "order", "tls.crt"))[0]
-	oldUser := readCerts(t, filepath.Join(dir, "user", "tls.crt"))[0]
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		cli{t: t, now: time.Now().Add(-20 * time.Hour)}.ok("bootstrap", "--dir", dir, "--trust-domain", "example.org", "--services", "order,user") // due
+		cli{t: t}.ok("renew", "user", "--dir", dir, "--force")                                                                                     // fresh
+		cert := func(name string) *x509.Certificate { return readCerts(t, filepath.Join(dir, name, "tls.crt"))[0] }
+		oldOrder, oldUser := cert("order"), cert("user")
+		userDue := ca.RenewalTime(oldUser, ca.DefaultRenewFraction)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr logbuf.Buffer
-	done := make(chan int)
-	go func() {
-		e := &env{ctx: ctx, stdout: &stdout, stderr: &stderr, now: time.Now}
-		done <- e.dispatch([]string{"renew", "order", "user", "--dir", dir, "--watch", "--interval", "1s", "--crl"})
-	}()
-	deadline := time.After(20 * time.Second)
-	for {
-		if certs, err := pemfile.ReadCerts(filepath.Join(dir, "order", "tls.crt")); err == nil && !certs[0].Equal(oldOrder) {
-			break
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // so that a failing test leaves no goroutine in the bubble
+		var stdout, stderr logbuf.Buffer
+		done := make(chan int, 1)
+		go func() {
+			e := &env{ctx: ctx, stdout: &stdout, stderr: &stderr, now: time.Now}
+			done <- e.dispatch([]string{"renew", "order", "user", "--dir", dir, "--watch", "--jitter", "0", "--interval", "1h", "--crl", "--crl-next-update", "48h"})
+		}()
+		synctest.Wait() // the first pass is over: the watcher sleeps
+		if cert("order").Equal(oldOrder) {
+			t.Fatalf("order was not renewed by the first pass; stderr:\n%s", stderr.String())
 		}
-		select {
-		case <-deadline:
-			cancel()
-			t.Fatalf("order was not renewed by --watch; stderr:\n%s", stderr.String())
-		case <-time.After(20 * time.Millisecond):
+		for _, name := range []string{"order", "user"} {
+			if _, err := os.Stat(filepath.Join(dir, name, ca.CRLFile)); err != nil {
+				t.Errorf("--watch --crl: %v", err)
+			}
 		}
-	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
+		time.Sleep(time.Until(userDue) - time.Second)
+		synctest.Wait()
+		if !cert("user").Equal(oldUser) {
+			t.Fatalf("--watch renewed user a second before it was due (%s)", userDue)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if cert("user").Equal(oldUser) {
+			t.Fatalf("--watch did not renew user when it fell due (%s)", userDue)
+		}
+		cancel()
+		if code := <-done; code != 0 {
 			t.Errorf("renew --watch exited %d", code)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("renew --watch did not stop when cancelled")
-	}
-	if user := readCerts(t, filepath.Join(dir, "user", "tls.crt"))[0]; !user.Equal(oldUser) {
-		t.Error("--watch renewed user, which was not due")
-	}
-	for _, name := range []string{"order", "user"} {
-		if _, err := os.Stat(filepath.Join(dir, name, ca.CRLFile)); err != nil {
-			t.Errorf("--watch --crl: %v", err)
+		if log := stderr.String(); !strings.Contains(log, "name=order action=renewed") || !strings.Contains(log, "name=user action=renewed") ||
+			!strings.Contains(log, "CRL refreshed") || !strings.Contains(log, "stopped") {
+			t.Errorf("watch log:\n%s", log)
 		}
-	}
-	if log := stderr.String(); !strings.Contains(log, "name=order action=renewed") || !strings.Contains(log, "CRL refreshed") || !strings.Contains(log, "stopped") {
-		t.Errorf("watch log:\n%s", log)
-	}
+	})
 }
 
 func TestBundleRotationCLI(t *testing.T) {

@@ -48,63 +48,85 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("svidwriter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("spiffe-socket", server.Env(mtlscreds.EndpointSocketEnv, ""), "SPIFFE Workload API endpoint, e.g. unix:///run/spire/agent.sock (env "+mtlscreds.EndpointSocketEnv+")")
-	dir := fs.String("dir", "", "directory to write tls.crt, tls.key and ca.crt into (required)")
-	id := fs.String("spiffe-id", "", "the SPIFFE ID of the SVID to write when the workload has several; default: the first")
-	once := fs.Bool("once", false, "write the current SVID and exit")
-	wait := fs.Duration("wait", time.Minute, "how long to wait for the first SVID")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	cfg, code, ok := parseFlags(args, stderr)
+	if !ok {
+		return code
 	}
-	if *dir == "" || *socket == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "svidwriter: --dir and --spiffe-socket (or "+mtlscreds.EndpointSocketEnv+") are required, and nothing else")
-		return 2
-	}
-	logger, err := server.NewLogger(*level)
+	logger, err := server.NewLogger(cfg.level)
 	if err != nil {
 		fmt.Fprintf(stderr, "svidwriter: %v\n", err)
 		return 2
 	}
-	logger = logger.With("dir", *dir)
-
-	wctx, cancel := context.WithTimeout(ctx, *wait)
-	src, err := mtlscreds.NewWorkloadAPISource(wctx, mtlscreds.WorkloadAPIOptions{Addr: *socket, SPIFFEID: *id, Logger: logger})
+	logger = logger.With("dir", cfg.dir)
+	wctx, cancel := context.WithTimeout(ctx, cfg.wait)
+	src, err := mtlscreds.NewWorkloadAPISource(wctx, mtlscreds.WorkloadAPIOptions{Addr: cfg.socket, SPIFFEID: cfg.id, Logger: logger})
 	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "svidwriter: %v\n", err)
 		return 1
 	}
 	defer src.Close()
-	// Updates arrive on the source's goroutine; writes happen here, one at
-	// a time, and a burst collapses into one write of the latest SVID.
-	// Subscribed before the first write, so that no rotation falls between.
+	w := &writer{dir: cfg.dir, src: src, log: logger}
+	if err := w.follow(ctx, cfg.once); err != nil {
+		fmt.Fprintf(stderr, "svidwriter: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// config is what the command line says.
+type config struct {
+	socket, dir, id, level string
+	once                   bool
+	wait                   time.Duration
+}
+
+// parseFlags returns the configuration, or the exit code when there is none
+// to run with (0 for -h).
+func parseFlags(args []string, stderr io.Writer) (cfg config, code int, ok bool) {
+	fs := flag.NewFlagSet("svidwriter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.socket, "spiffe-socket", server.Env(mtlscreds.EndpointSocketEnv, ""), "SPIFFE Workload API endpoint, e.g. unix:///run/spire/agent.sock (env "+mtlscreds.EndpointSocketEnv+")")
+	fs.StringVar(&cfg.dir, "dir", "", "directory to write tls.crt, tls.key and ca.crt into (required)")
+	fs.StringVar(&cfg.id, "spiffe-id", "", "the SPIFFE ID of the SVID to write when the workload has several; default: the first")
+	fs.BoolVar(&cfg.once, "once", false, "write the current SVID and exit")
+	fs.DurationVar(&cfg.wait, "wait", time.Minute, "how long to wait for the first SVID")
+	fs.StringVar(&cfg.level, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, 0, false
+		}
+		return cfg, 2, false
+	}
+	if cfg.dir == "" || cfg.socket == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "svidwriter: --dir and --spiffe-socket (or "+mtlscreds.EndpointSocketEnv+") are required, and nothing else")
+		return cfg, 2, false
+	}
+	return cfg, 0, true
+}
+
+// follow writes the current SVID, then, unless once, writes it again after
+// each rotation until ctx is done. Updates arrive on the source's
+// goroutine; writes happen here, one at a time, and a burst collapses into
+// one write of the latest SVID. It subscribes before the first write, so
+// that no rotation falls between.
+func (w *writer) follow(ctx context.Context, once bool) error {
 	changed := make(chan struct{}, 1)
-	unsubscribe := src.Subscribe(func() {
+	unsubscribe := w.src.Subscribe(func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
 	})
 	defer unsubscribe()
-	w := &writer{dir: *dir, src: src, log: logger}
-	if err := w.write(); err != nil {
-		fmt.Fprintf(stderr, "svidwriter: %v\n", err)
-		return 1
-	}
-	if *once {
-		return 0
+	if err := w.write(); err != nil || once {
+		return err
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			logger.Info("svidwriter: stopping")
-			return 0
+			w.log.Info("svidwriter: stopping")
+			return nil
 		case <-changed:
 			// A failed write is logged; the files keep the last SVID and
 			// the next rotation tries again.

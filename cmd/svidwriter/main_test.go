@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -59,15 +60,10 @@ func TestWriterFollowsRotations(t *testing.T) {
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	var creds *mtlscreds.Credentials
-	deadline := time.Now().Add(30 * time.Second)
-	for creds == nil {
-		if creds, err = mtlscreds.NewServer(opts); err != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("the written files never loaded: %v\n%s", err, stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	eventually(t, func() bool {
+		creds, err = mtlscreds.NewServer(opts)
+		return err == nil
+	}, func() string { return fmt.Sprintf("the written files never loaded: %v\n%s", err, stderr.String()) })
 	defer creds.Close()
 	serial := func() string {
 		cfg, err := creds.TLSConfig().GetConfigForClient(nil)
@@ -92,13 +88,25 @@ func TestWriterFollowsRotations(t *testing.T) {
 	for i := range 3 {
 		next := issue()
 		agent.Set(next, auth, nil)
-		deadline := time.Now().Add(30 * time.Second)
-		for serial() != next.Cert.SerialNumber.String() {
-			if time.Now().After(deadline) {
-				t.Fatalf("rotation %d: still serving %s, want %s\n%s", i+1, serial(), next.Cert.SerialNumber, stderr.String())
-			}
-			time.Sleep(20 * time.Millisecond)
+		eventually(t, func() bool { return serial() == next.Cert.SerialNumber.String() }, func() string {
+			return fmt.Sprintf("rotation %d: still serving %s, want %s\n%s", i+1, serial(), next.Cert.SerialNumber, stderr.String())
+		})
+	}
+}
+
+// eventually polls cond until it holds, failing with msg() after 30s. The
+// path it waits on is real I/O (the agent's gRPC stream over a unix
+// socket, the files, fsnotify in mtlscreds), which a testing/synctest
+// bubble cannot wait for: a goroutine in a system call is not durably
+// blocked, so polling is the honest wait here.
+func eventually(t *testing.T, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg())
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

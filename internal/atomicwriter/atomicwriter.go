@@ -32,17 +32,10 @@ type File struct {
 // exactly these files. Names must be plain file names not starting with
 // "..". Visible names of an earlier set that are not in files are removed.
 func Write(dir string, files map[string]File) (changed bool, err error) {
-	if len(files) == 0 {
-		return false, errors.New("atomicwriter: no files to write")
+	names, err := plainNames(files)
+	if err != nil {
+		return false, err
 	}
-	names := make([]string, 0, len(files))
-	for name := range files {
-		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, "..") {
-			return false, fmt.Errorf("atomicwriter: %q is not a plain file name", name)
-		}
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("atomicwriter: %w", err)
 	}
@@ -50,62 +43,98 @@ func Write(dir string, files map[string]File) (changed bool, err error) {
 	if old != "" && same(filepath.Join(dir, old), files) {
 		return false, nil
 	}
+	ts, err := writeSet(dir, names, files)
+	if err != nil {
+		return false, err
+	}
+	if err := publish(dir, ts, names); err != nil {
+		os.RemoveAll(ts)
+		return false, err
+	}
+	syncDir(dir)
+	if old != "" {
+		return true, removeSet(dir, old, files)
+	}
+	return true, nil
+}
 
-	// The new timestamped directory, named as the kubelet names it.
+// plainNames returns the names of files, sorted, or an error if one is not
+// a plain file name outside the writer's own "..*" names.
+func plainNames(files map[string]File) ([]string, error) {
+	if len(files) == 0 {
+		return nil, errors.New("atomicwriter: no files to write")
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, "..") {
+			return nil, fmt.Errorf("atomicwriter: %q is not a plain file name", name)
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// writeSet writes files into a new timestamped directory of dir, named as
+// the kubelet names it, and returns its path; on error nothing is left.
+func writeSet(dir string, names []string, files map[string]File) (string, error) {
 	ts, err := os.MkdirTemp(dir, time.Now().UTC().Format("..2006_01_02_15_04_05."))
 	if err != nil {
-		return false, fmt.Errorf("atomicwriter: %w", err)
+		return "", fmt.Errorf("atomicwriter: %w", err)
 	}
 	if err := os.Chmod(ts, 0o755); err != nil {
 		os.RemoveAll(ts)
-		return false, fmt.Errorf("atomicwriter: %w", err)
+		return "", fmt.Errorf("atomicwriter: %w", err)
 	}
 	for _, name := range names {
-		f := files[name]
-		if err := writeFile(filepath.Join(ts, name), f); err != nil {
+		if err := writeFile(filepath.Join(ts, name), files[name]); err != nil {
 			os.RemoveAll(ts)
-			return false, fmt.Errorf("atomicwriter: %s: %w", name, err)
+			return "", fmt.Errorf("atomicwriter: %s: %w", name, err)
 		}
 	}
-	// Visible names first, so that none dangles after the swap; one that
-	// already points through ..data is left alone.
+	return ts, nil
+}
+
+// publish makes the timestamped directory ts the content of dir. The
+// visible names come first, so that none dangles after the swap; one that
+// already points through ..data is left alone. The swap itself is a new
+// symlink renamed over ..data.
+func publish(dir, ts string, names []string) error {
 	for _, name := range names {
 		link := filepath.Join(dir, name)
 		if target, err := os.Readlink(link); err == nil && target == filepath.Join(DataLink, name) {
 			continue
 		}
 		if err := os.Symlink(filepath.Join(DataLink, name), link); err != nil {
-			os.RemoveAll(ts)
-			return false, fmt.Errorf("atomicwriter: %s: %w", name, err)
+			return fmt.Errorf("atomicwriter: %s: %w", name, err)
 		}
 	}
-	// The swap: a new symlink renamed over ..data.
 	tmp := filepath.Join(dir, DataLink+"_tmp")
 	os.Remove(tmp)
 	if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-		os.RemoveAll(ts)
-		return false, fmt.Errorf("atomicwriter: %w", err)
+		return fmt.Errorf("atomicwriter: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, DataLink)); err != nil {
 		os.Remove(tmp)
-		os.RemoveAll(ts)
-		return false, fmt.Errorf("atomicwriter: %w", err)
+		return fmt.Errorf("atomicwriter: %w", err)
 	}
-	syncDir(dir)
-	// What the old set had and the new one has not.
-	if old != "" {
-		if entries, err := os.ReadDir(filepath.Join(dir, old)); err == nil {
-			for _, e := range entries {
-				if _, keep := files[e.Name()]; !keep {
-					os.Remove(filepath.Join(dir, e.Name()))
-				}
+	return nil
+}
+
+// removeSet removes the previous timestamped directory old and the visible
+// names it had that files has not.
+func removeSet(dir, old string, files map[string]File) error {
+	if entries, err := os.ReadDir(filepath.Join(dir, old)); err == nil {
+		for _, e := range entries {
+			if _, keep := files[e.Name()]; !keep {
+				os.Remove(filepath.Join(dir, e.Name()))
 			}
 		}
-		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
-			return true, fmt.Errorf("atomicwriter: removing the previous set %s: %w", old, err)
-		}
 	}
-	return true, nil
+	if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+		return fmt.Errorf("atomicwriter: removing the previous set %s: %w", old, err)
+	}
+	return nil
 }
 
 // same tells whether dir holds exactly files.

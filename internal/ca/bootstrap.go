@@ -132,29 +132,8 @@ func (r *BootstrapReport) String() string {
 // with nothing due changes nothing. Every option is checked before anything
 // is written.
 func Bootstrap(opts BootstrapOptions) (*BootstrapReport, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("bootstrap: the CA directory is empty")
-	}
-	if opts.TrustDomain != "" {
-		if err := ValidateTrustDomain(opts.TrustDomain); err != nil {
-			return nil, err
-		}
-	}
-	if err := ValidateKeyType(opts.KeyType); err != nil {
+	if err := opts.validate(); err != nil {
 		return nil, err
-	}
-	if err := validateTTL(opts.TTL); err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	for _, n := range opts.Names {
-		if err := ValidateIdentityName(n); err != nil {
-			return nil, err
-		}
-		if seen[n] {
-			return nil, fmt.Errorf("name %q is listed twice", n)
-		}
-		seen[n] = true
 	}
 	// Fail on what can be known without writing: no CA and no trust domain
 	// to make one with, or a CA of another trust domain. (Other errors are
@@ -178,6 +157,35 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapReport, error) {
 		return bootstrapLocked(opts, report)
 	})
 	return report, err
+}
+
+// validate checks the options on their own, before any file is read.
+func (opts BootstrapOptions) validate() error {
+	if opts.Dir == "" {
+		return errors.New("bootstrap: the CA directory is empty")
+	}
+	if opts.TrustDomain != "" {
+		if err := ValidateTrustDomain(opts.TrustDomain); err != nil {
+			return err
+		}
+	}
+	if err := ValidateKeyType(opts.KeyType); err != nil {
+		return err
+	}
+	if err := validateTTL(opts.TTL); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, n := range opts.Names {
+		if err := ValidateIdentityName(n); err != nil {
+			return err
+		}
+		if seen[n] {
+			return fmt.Errorf("name %q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
 }
 
 func bootstrapLocked(opts BootstrapOptions, report *BootstrapReport) error {
@@ -293,51 +301,16 @@ func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error
 	}
 	cert := old
 	if reason != "" {
-		req := IssueRequest{Name: name, TTL: o.TTL, KeyType: o.KeyType, Now: o.Now}
 		r.Action, r.Reason = Renewed, reason
 		if old == nil {
 			r.Action = Issued
-		} else {
-			// Keep what the certificate said beyond its name.
-			for _, d := range old.DNSNames {
-				if d != name {
-					req.DNSNames = append(req.DNSNames, d)
-				}
-			}
-			if req.TTL == 0 {
-				req.TTL = max(old.NotAfter.Sub(old.NotBefore)-Backdate, MinLeafTTL).Round(time.Minute)
-			}
-			if req.KeyType == "" {
-				if kt, err := KeyTypeOf(old.PublicKey); err == nil {
-					req.KeyType = kt
-				}
-			}
 		}
-		// Make the folder first: the issuance log must not record a
-		// certificate that could not be written.
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return r, err
-		}
-		leaf, err := s.issue(req)
-		if err != nil {
-			return r, err
-		}
-		if err := WriteLeaf(dir, leaf, s.Bundle); err != nil {
-			return r, err
-		}
-		cert = leaf.Cert
+		cert, err = s.reissue(dir, renewalRequest(name, old, o))
 	} else {
-		want := pemfile.EncodeCerts(s.Bundle...)
-		have, err := os.ReadFile(filepath.Join(dir, BundleFile))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return r, err
-		}
-		if !bytes.Equal(have, want) {
-			if err := WriteFile(filepath.Join(dir, BundleFile), want, 0o644); err != nil {
-				return r, err
-			}
-			r.BundleUpdated = true
-		}
+		r.BundleUpdated, err = s.refreshBundle(dir)
+	}
+	if err != nil {
+		return r, err
 	}
 	r.Serial = FormatSerial(cert.SerialNumber)
 	r.NotAfter = cert.NotAfter
@@ -345,49 +318,75 @@ func (s *Store) ensure(name, dir string, o ensureOptions) (IdentityReport, error
 	return r, nil
 }
 
+// renewalRequest is the request that replaces old (nil when there is
+// none): it keeps what old said beyond its name, and its lifetime and key
+// type unless o sets them.
+func renewalRequest(name string, old *x509.Certificate, o ensureOptions) IssueRequest {
+	req := IssueRequest{Name: name, TTL: o.TTL, KeyType: o.KeyType, Now: o.Now}
+	if old == nil {
+		return req
+	}
+	for _, d := range old.DNSNames {
+		if d != name {
+			req.DNSNames = append(req.DNSNames, d)
+		}
+	}
+	if req.TTL == 0 {
+		req.TTL = max(old.NotAfter.Sub(old.NotBefore)-Backdate, MinLeafTTL).Round(time.Minute)
+	}
+	if req.KeyType == "" {
+		if kt, err := KeyTypeOf(old.PublicKey); err == nil {
+			req.KeyType = kt
+		}
+	}
+	return req
+}
+
+// reissue issues req and writes it, with the trust bundle, to dir. The
+// folder is made first: the issuance log must not record a certificate
+// that could not be written.
+func (s *Store) reissue(dir string, req IssueRequest) (*x509.Certificate, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	leaf, err := s.issue(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := WriteLeaf(dir, leaf, s.Bundle); err != nil {
+		return nil, err
+	}
+	return leaf.Cert, nil
+}
+
+// refreshBundle rewrites dir's ca.crt when it differs from the CA's trust
+// bundle (a root rotation in progress), and says whether it did.
+func (s *Store) refreshBundle(dir string) (bool, error) {
+	want := pemfile.EncodeCerts(s.Bundle...)
+	have, err := os.ReadFile(filepath.Join(dir, BundleFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	if bytes.Equal(have, want) {
+		return false, nil
+	}
+	if err := WriteFile(filepath.Join(dir, BundleFile), want, 0o644); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // check says why the identity in dir needs a new certificate, "" when it
 // does not, and returns the current certificate when it could be read.
 // Only an error reading the CA's own databases is returned as an error: a
 // bad identity folder is what reissuing repairs.
 func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x509.Certificate, err error) {
-	certs, err := pemfile.ReadCerts(filepath.Join(dir, CertFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "missing", nil, nil
+	reason, cert = readIdentity(dir)
+	if reason != "" {
+		return reason, cert, nil
 	}
-	if err != nil {
-		return fmt.Sprintf("certificate unreadable: %v", err), nil, nil
-	}
-	cert = certs[0]
-	keyData, err := os.ReadFile(filepath.Join(dir, KeyFile))
-	if err != nil {
-		return fmt.Sprintf("key unreadable: %v", err), cert, nil
-	}
-	key, err := pemfile.ParseKey(keyData)
-	if err != nil {
-		return fmt.Sprintf("key unreadable: %v", err), cert, nil
-	}
-	if !KeyMatches(key, cert) {
-		return "key does not match the certificate", cert, nil
-	}
-	want := s.Authority.SPIFFEID(name).String()
-	if len(cert.URIs) != 1 || cert.URIs[0].String() != want {
-		return fmt.Sprintf("SPIFFE ID is not %s", want), cert, nil
-	}
-	if !o.Now.Before(cert.NotAfter) {
-		return "expired", cert, nil
-	}
-	if cert.CheckSignatureFrom(s.Authority.Intermediate) != nil {
-		return "issued by a previous intermediate", cert, nil
-	}
-	roots := x509.NewCertPool()
-	for _, c := range s.Bundle {
-		roots.AddCert(c)
-	}
-	inter := x509.NewCertPool()
-	inter.AddCert(s.Authority.Intermediate)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: o.Now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Sprintf("does not chain to the trust bundle: %v", err), cert, nil
+	if reason := s.trustReason(name, cert, o.Now); reason != "" {
+		return reason, cert, nil
 	}
 	revoked, err := s.IsRevoked(cert.SerialNumber)
 	if err != nil {
@@ -396,9 +395,68 @@ func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x
 	if revoked {
 		return "revoked", cert, nil
 	}
+	return renewalReason(cert, o), cert, nil
+}
+
+// readIdentity reads the certificate of dir and checks that its key is
+// there and matches; it says why not, "missing" when there is no
+// certificate, and returns the certificate when it could be read.
+func readIdentity(dir string) (reason string, cert *x509.Certificate) {
+	certs, err := pemfile.ReadCerts(filepath.Join(dir, CertFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "missing", nil
+	}
+	if err != nil {
+		return fmt.Sprintf("certificate unreadable: %v", err), nil
+	}
+	cert = certs[0]
+	keyData, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	if err != nil {
+		return fmt.Sprintf("key unreadable: %v", err), cert
+	}
+	key, err := pemfile.ParseKey(keyData)
+	if err != nil {
+		return fmt.Sprintf("key unreadable: %v", err), cert
+	}
+	if !KeyMatches(key, cert) {
+		return "key does not match the certificate", cert
+	}
+	return "", cert
+}
+
+// trustReason says why cert is no longer a good certificate for name at
+// now: another SPIFFE ID, expired, or not chaining to the current
+// intermediate and trust bundle; "" when it is good.
+func (s *Store) trustReason(name string, cert *x509.Certificate, now time.Time) string {
+	want := s.Authority.SPIFFEID(name).String()
+	if len(cert.URIs) != 1 || cert.URIs[0].String() != want {
+		return fmt.Sprintf("SPIFFE ID is not %s", want)
+	}
+	if !now.Before(cert.NotAfter) {
+		return "expired"
+	}
+	if cert.CheckSignatureFrom(s.Authority.Intermediate) != nil {
+		return "issued by a previous intermediate"
+	}
+	roots := x509.NewCertPool()
+	for _, c := range s.Bundle {
+		roots.AddCert(c)
+	}
+	inter := x509.NewCertPool()
+	inter.AddCert(s.Authority.Intermediate)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Sprintf("does not chain to the trust bundle: %v", err)
+	}
+	return ""
+}
+
+// renewalReason says why a good certificate is to be replaced anyway: a
+// key type other than the one asked for, or past its renewal time.
+func renewalReason(cert *x509.Certificate, o ensureOptions) string {
 	if o.KeyType != "" {
 		if kt, err := KeyTypeOf(cert.PublicKey); err != nil || kt != o.KeyType {
-			return fmt.Sprintf("key type is not %s", o.KeyType), cert, nil
+			return fmt.Sprintf("key type is not %s", o.KeyType)
 		}
 	}
 	due := o.RenewAt
@@ -406,7 +464,7 @@ func (s *Store) check(name, dir string, o ensureOptions) (reason string, cert *x
 		due = RenewalTime(cert, o.Fraction)
 	}
 	if !o.Now.Before(due) {
-		return fmt.Sprintf("due since %s", due.UTC().Format(time.RFC3339)), cert, nil
+		return fmt.Sprintf("due since %s", due.UTC().Format(time.RFC3339))
 	}
-	return "", cert, nil
+	return ""
 }

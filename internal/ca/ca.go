@@ -138,8 +138,32 @@ type Options struct {
 
 // New creates a root CA and an intermediate issuing CA signed by it.
 func New(opts Options) (*Authority, error) {
-	if err := ValidateTrustDomain(opts.TrustDomain); err != nil {
+	opts, err := opts.withDefaults()
+	if err != nil {
 		return nil, err
+	}
+	now := nowOr(opts.Now)
+	root, rootKey, err := newRoot(opts, now)
+	if err != nil {
+		return nil, err
+	}
+	inter, intKey, err := newIntermediate(opts, now, root, rootKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{
+		TrustDomain:     opts.TrustDomain,
+		Root:            root,
+		RootKey:         rootKey,
+		Intermediate:    inter,
+		IntermediateKey: intKey,
+	}, nil
+}
+
+// withDefaults validates opts and fills in the defaults of its zero fields.
+func (opts Options) withDefaults() (Options, error) {
+	if err := ValidateTrustDomain(opts.TrustDomain); err != nil {
+		return opts, err
 	}
 	if opts.KeyType == "" {
 		opts.KeyType = ECDSAP256
@@ -151,32 +175,46 @@ func New(opts Options) (*Authority, error) {
 		opts.IntermediateTTL = DefaultIntermediateTTL
 	}
 	if opts.RootTTL < 0 || opts.IntermediateTTL < 0 {
-		return nil, errors.New("CA lifetimes must be positive")
+		return opts, errors.New("CA lifetimes must be positive")
 	}
-	now := nowOr(opts.Now)
-	rootKey, err := GenerateKey(opts.KeyType)
+	for _, d := range opts.PermittedDNSDomains {
+		if err := validateDNS(d); err != nil {
+			return opts, fmt.Errorf("permitted DNS domain %q: %v", d, err)
+		}
+	}
+	return opts, nil
+}
+
+// newRoot creates the self-signed root of the trust domain.
+func newRoot(opts Options, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+	key, err := GenerateKey(opts.KeyType)
 	if err != nil {
-		return nil, fmt.Errorf("root key: %w", err)
+		return nil, nil, fmt.Errorf("root key: %w", err)
 	}
-	spiffeTD := &url.URL{Scheme: "spiffe", Host: opts.TrustDomain}
-	rootTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: opts.TrustDomain + " Root CA", Organization: []string{"idwire"}},
 		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(opts.RootTTL),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		URIs:                  []*url.URL{spiffeTD},
+		URIs:                  []*url.URL{{Scheme: "spiffe", Host: opts.TrustDomain}},
 	}
-	root, err := sign(rootTmpl, rootKey.Public(), nil, rootKey)
+	root, err := sign(tmpl, key.Public(), nil, key)
 	if err != nil {
-		return nil, fmt.Errorf("root certificate: %w", err)
+		return nil, nil, fmt.Errorf("root certificate: %w", err)
 	}
-	intKey, err := GenerateKey(opts.KeyType)
+	return root, key, nil
+}
+
+// newIntermediate creates the issuing CA under root: no CA below it, never
+// outliving root, and confined to opts.PermittedDNSDomains when set.
+func newIntermediate(opts Options, now time.Time, root *x509.Certificate, rootKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
+	key, err := GenerateKey(opts.KeyType)
 	if err != nil {
-		return nil, fmt.Errorf("intermediate key: %w", err)
+		return nil, nil, fmt.Errorf("intermediate key: %w", err)
 	}
-	intTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: opts.TrustDomain + " Intermediate CA", Organization: []string{"idwire"}},
 		NotBefore:             now.Add(-Backdate),
 		NotAfter:              minTime(now.Add(opts.IntermediateTTL), root.NotAfter),
@@ -185,29 +223,18 @@ func New(opts Options) (*Authority, error) {
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
-		URIs:                  []*url.URL{spiffeTD},
+		URIs:                  []*url.URL{{Scheme: "spiffe", Host: opts.TrustDomain}},
 	}
 	if len(opts.PermittedDNSDomains) > 0 {
-		for _, d := range opts.PermittedDNSDomains {
-			if err := validateDNS(d); err != nil {
-				return nil, fmt.Errorf("permitted DNS domain %q: %v", d, err)
-			}
-		}
-		intTmpl.PermittedDNSDomainsCritical = true
-		intTmpl.PermittedDNSDomains = opts.PermittedDNSDomains
-		intTmpl.PermittedURIDomains = []string{opts.TrustDomain}
+		tmpl.PermittedDNSDomainsCritical = true
+		tmpl.PermittedDNSDomains = opts.PermittedDNSDomains
+		tmpl.PermittedURIDomains = []string{opts.TrustDomain}
 	}
-	inter, err := sign(intTmpl, intKey.Public(), root, rootKey)
+	inter, err := sign(tmpl, key.Public(), root, rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("intermediate certificate: %w", err)
+		return nil, nil, fmt.Errorf("intermediate certificate: %w", err)
 	}
-	return &Authority{
-		TrustDomain:     opts.TrustDomain,
-		Root:            root,
-		RootKey:         rootKey,
-		Intermediate:    inter,
-		IntermediateKey: intKey,
-	}, nil
+	return inter, key, nil
 }
 
 // IssueRequest describes a leaf. The zero value of every field but Name means

@@ -287,35 +287,55 @@ func (s *Store) crl(now time.Time, validity time.Duration) ([]byte, error) {
 		ThisUpdate: now.Add(-Backdate),
 		NextUpdate: now.Add(validity),
 	}
+	if tmpl.RevokedCertificateEntries, err = s.pruneExpired(&db, now); err != nil {
+		return nil, err
+	}
+	out, err := signCRLs(tmpl, append([]*Authority{s.Authority}, retired...))
+	if err != nil {
+		return nil, err
+	}
+	return out, writeJSON(s.Path(RevokedFile), &db)
+}
+
+// pruneExpired drops from db the revocations of certificates expired at
+// now, which may leave the CRL and the database, and returns the entries of
+// those that remain.
+func (s *Store) pruneExpired(db *revokedDB, now time.Time) ([]x509.RevocationListEntry, error) {
+	var entries []x509.RevocationListEntry
 	kept := db.Revoked[:0]
 	for _, e := range db.Revoked {
 		if !e.NotAfter.IsZero() && !e.NotAfter.After(now) {
-			continue // expired: may leave the CRL and the database
+			continue
 		}
 		kept = append(kept, e)
 		serial, err := ParseSerial(e.Serial)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", s.Path(RevokedFile), err)
 		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+		entries = append(entries, x509.RevocationListEntry{
 			SerialNumber:   serial,
 			RevocationTime: e.RevokedAt,
 			ReasonCode:     reasonCodes[e.Reason],
 		})
 	}
 	db.Revoked = kept
-	// Every list names every revoked serial: serials are random 128-bit
-	// numbers, so another issuer's on a list revokes nothing, and a
-	// serial revoked by --serial need not be in the issuance log.
+	return entries, nil
+}
+
+// signCRLs signs one list per issuer, as concatenated PEM. Every list names
+// every revoked serial: serials are random 128-bit numbers, so another
+// issuer's on a list revokes nothing, and a serial revoked by --serial need
+// not be in the issuance log.
+func signCRLs(tmpl *x509.RevocationList, issuers []*Authority) ([]byte, error) {
 	var out []byte
-	for _, a := range append([]*Authority{s.Authority}, retired...) {
+	for _, a := range issuers {
 		der, err := x509.CreateRevocationList(rand.Reader, tmpl, a.Intermediate, a.IntermediateKey)
 		if err != nil {
 			return nil, fmt.Errorf("sign CRL with %q: %w", a.Intermediate.Subject, err)
 		}
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})...)
 	}
-	return out, writeJSON(s.Path(RevokedFile), &db)
+	return out, nil
 }
 
 // retiredIssuers are the intermediates that root rolls retired whose root

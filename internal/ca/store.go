@@ -236,29 +236,57 @@ func checkNoCA(dir string) error {
 // with no CA at all gives an error wrapping ErrNoCA.
 func Load(dir string) (*Store, error) {
 	s := &Store{Dir: dir}
-	cfgData, err := os.ReadFile(s.Path(ConfigFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		if checkNoCA(dir) != nil {
-			return nil, fmt.Errorf("%s holds an incomplete CA: %s is missing (an interrupted init? remove the CA files and run init again)", dir, s.Path(ConfigFile))
-		}
-		return nil, fmt.Errorf("%w in %s (%s does not exist); create one with \"mtlsca init\"", ErrNoCA, dir, s.Path(ConfigFile))
+	if err := s.loadConfig(); err != nil {
+		return nil, err
 	}
+	a, err := s.loadAuthority()
 	if err != nil {
 		return nil, err
 	}
+	if s.Bundle, err = pemfile.ReadCerts(s.Path(BundleFile)); err != nil {
+		return nil, err
+	}
+	if !containsCert(s.Bundle, a.Root) {
+		return nil, fmt.Errorf("%s does not hold the current root %s", s.Path(BundleFile), s.Path(RootCertFile))
+	}
+	s.Authority = a
+	return s, nil
+}
+
+// loadConfig reads and checks the configuration file, telling a directory
+// with no CA from one with an incomplete CA.
+func (s *Store) loadConfig() error {
+	cfgData, err := os.ReadFile(s.Path(ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if checkNoCA(s.Dir) != nil {
+			return fmt.Errorf("%s holds an incomplete CA: %s is missing (an interrupted init? remove the CA files and run init again)", s.Dir, s.Path(ConfigFile))
+		}
+		return fmt.Errorf("%w in %s (%s does not exist); create one with \"mtlsca init\"", ErrNoCA, s.Dir, s.Path(ConfigFile))
+	}
+	if err != nil {
+		return err
+	}
 	if err := json.Unmarshal(cfgData, &s.Config); err != nil {
-		return nil, fmt.Errorf("%s: corrupt configuration: %v", s.Path(ConfigFile), err)
+		return fmt.Errorf("%s: corrupt configuration: %v", s.Path(ConfigFile), err)
 	}
 	if s.Config.Version != 1 {
-		return nil, fmt.Errorf("%s: unsupported version %d (want 1)", s.Path(ConfigFile), s.Config.Version)
+		return fmt.Errorf("%s: unsupported version %d (want 1)", s.Path(ConfigFile), s.Config.Version)
 	}
 	if err := ValidateTrustDomain(s.Config.TrustDomain); err != nil {
-		return nil, fmt.Errorf("%s: %v", s.Path(ConfigFile), err)
+		return fmt.Errorf("%s: %v", s.Path(ConfigFile), err)
 	}
 	if err := ValidateKeyType(s.Config.KeyType); err != nil {
-		return nil, fmt.Errorf("%s: %v", s.Path(ConfigFile), err)
+		return fmt.Errorf("%s: %v", s.Path(ConfigFile), err)
 	}
+	return nil
+}
+
+// loadAuthority reads the root and the intermediate with their keys (the
+// root key only if present) and checks that the root signed the
+// intermediate.
+func (s *Store) loadAuthority() (*Authority, error) {
 	a := &Authority{TrustDomain: s.Config.TrustDomain}
+	var err error
 	if a.Root, err = readCert(s.Path(RootCertFile)); err != nil {
 		return nil, err
 	}
@@ -276,14 +304,7 @@ func Load(dir string) (*Store, error) {
 	if err := a.Intermediate.CheckSignatureFrom(a.Root); err != nil {
 		return nil, fmt.Errorf("%s is not signed by %s: %v", s.Path(IntermediateCert), s.Path(RootCertFile), err)
 	}
-	if s.Bundle, err = pemfile.ReadCerts(s.Path(BundleFile)); err != nil {
-		return nil, err
-	}
-	if !containsCert(s.Bundle, a.Root) {
-		return nil, fmt.Errorf("%s does not hold the current root %s", s.Path(BundleFile), s.Path(RootCertFile))
-	}
-	s.Authority = a
-	return s, nil
+	return a, nil
 }
 
 func readCert(path string) (*x509.Certificate, error) {

@@ -60,6 +60,10 @@ type Options struct {
 
 	// noNotify turns fsnotify off, so tests can exercise the poll alone.
 	noNotify bool
+	// events, with noNotify, stands in for fsnotify's events, so tests can
+	// drive the debounce in a testing/synctest bubble, where the real
+	// fsnotify (blocked in a system call) would keep time from advancing.
+	events <-chan fsnotify.Event
 }
 
 // Watcher watches files until Close.
@@ -87,14 +91,8 @@ func Start(opts Options, onChange func()) (*Watcher, error) {
 	if onChange == nil {
 		return nil, errors.New("filewatch: onChange is nil")
 	}
-	if opts.Debounce <= 0 {
-		opts.Debounce = DefaultDebounce
-	}
-	if opts.PollInterval == 0 {
-		opts.PollInterval = DefaultPollInterval
-	}
 	w := &Watcher{
-		opts:     opts,
+		opts:     opts.withDefaults(),
 		onChange: onChange,
 		log:      opts.Logger,
 		relevant: make(map[string][]string),
@@ -103,13 +101,40 @@ func Start(opts Options, onChange func()) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
-	for _, p := range opts.Paths {
+	if err := w.addPaths(opts.Paths); err != nil {
+		return nil, err
+	}
+	if err := w.watchDirs(); err != nil {
+		return nil, err
+	}
+	// The baseline is taken before Start returns: a change made right
+	// after Start must compare against the files as they were at Start.
+	last := w.snapshot()
+	w.wg.Add(1)
+	go w.run(last)
+	return w, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	return o
+}
+
+// addPaths records each path, made absolute, and the names that matter in
+// its directory: its own and the "..data" link of a secret volume.
+func (w *Watcher) addPaths(paths []string) error {
+	for _, p := range paths {
 		if p == "" {
-			return nil, errors.New("filewatch: empty path")
+			return errors.New("filewatch: empty path")
 		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			return nil, fmt.Errorf("filewatch: %s: %w", p, err)
+			return fmt.Errorf("filewatch: %s: %w", p, err)
 		}
 		w.paths = append(w.paths, abs)
 		dir, base := filepath.Split(abs)
@@ -119,34 +144,36 @@ func Start(opts Options, onChange func()) (*Watcher, error) {
 		}
 		w.relevant[dir] = append(w.relevant[dir], base)
 	}
+	return nil
+}
+
+// watchDirs checks that every directory of a watched file exists and
+// watches it with fsnotify, unless the options turn fsnotify off.
+func (w *Watcher) watchDirs() error {
 	for dir := range w.relevant {
 		fi, err := os.Stat(dir)
 		if err != nil {
-			return nil, fmt.Errorf("filewatch: directory of a watched file: %w", err)
+			return fmt.Errorf("filewatch: directory of a watched file: %w", err)
 		}
 		if !fi.IsDir() {
-			return nil, fmt.Errorf("filewatch: %s is not a directory", dir)
+			return fmt.Errorf("filewatch: %s is not a directory", dir)
 		}
 	}
-	if !opts.noNotify {
-		n, err := fsnotify.NewWatcher()
-		if err != nil {
-			return nil, fmt.Errorf("filewatch: %w", err)
-		}
-		for dir := range w.relevant {
-			if err := n.Add(dir); err != nil {
-				n.Close()
-				return nil, fmt.Errorf("filewatch: watch directory %s: %w", dir, err)
-			}
-		}
-		w.notify = n
+	if w.opts.noNotify {
+		return nil
 	}
-	// The baseline is taken before Start returns: a change made right
-	// after Start must compare against the files as they were at Start.
-	last := w.snapshot()
-	w.wg.Add(1)
-	go w.run(last)
-	return w, nil
+	n, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("filewatch: %w", err)
+	}
+	for dir := range w.relevant {
+		if err := n.Add(dir); err != nil {
+			n.Close()
+			return fmt.Errorf("filewatch: watch directory %s: %w", dir, err)
+		}
+	}
+	w.notify = n
+	return nil
 }
 
 // Close stops watching and waits until the watcher's goroutines have
@@ -192,11 +219,12 @@ func (w *Watcher) snapshot() []fileState {
 
 func (w *Watcher) run(last []fileState) {
 	defer w.wg.Done()
-
-	var events <-chan fsnotify.Event
-	var errs <-chan error
+	l := &loop{w: w, last: last}
 	if w.notify != nil {
-		events, errs = w.notify.Events, w.notify.Errors
+		l.events, l.errs = w.notify.Events, w.notify.Errors
+	}
+	if w.opts.events != nil {
+		l.events = w.opts.events
 	}
 	var tick <-chan time.Time
 	if w.opts.PollInterval > 0 {
@@ -206,48 +234,73 @@ func (w *Watcher) run(last []fileState) {
 	}
 	// The debounce timer is created stopped and only ever reset from this
 	// goroutine, so there is no race between Stop and a pending fire.
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	defer debounce.Stop()
+	l.debounce = time.NewTimer(time.Hour)
+	l.debounce.Stop()
+	defer l.debounce.Stop()
 
-	fire := func() {
-		// Record the state before calling out: a change made while
-		// onChange runs is then seen again by the poll or a new event.
-		last = w.snapshot()
-		w.onChange()
-	}
 	for {
 		select {
 		case <-w.done:
 			return
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if w.isRelevant(ev) {
-				debounce.Reset(w.opts.Debounce)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			// An overflow or a lost watch may hide a change: look again.
-			w.log.Warn("filewatch: watch error; checking the files again", "err", err)
-			debounce.Reset(w.opts.Debounce)
-		case <-debounce.C:
-			fire()
+		case ev, ok := <-l.events:
+			l.event(ev, ok)
+		case err, ok := <-l.errs:
+			l.watchError(err, ok)
+		case <-l.debounce.C:
+			l.fire()
 		case <-tick:
-			w.rewatch()
-			now := w.snapshot()
-			for i := range now {
-				if now[i] != last[i] {
-					w.log.Debug("filewatch: poll saw a change", "path", w.paths[i])
-					fire()
-					break
-				}
-			}
+			l.poll()
+		}
+	}
+}
+
+// loop is the state of the watcher's goroutine, touched by it alone.
+type loop struct {
+	w        *Watcher
+	last     []fileState // the files as onChange last saw them
+	events   <-chan fsnotify.Event
+	errs     <-chan error
+	debounce *time.Timer
+}
+
+// event (re)starts the debounce for an event that names a watched file.
+func (l *loop) event(ev fsnotify.Event, ok bool) {
+	if !ok {
+		l.events = nil
+		return
+	}
+	if l.w.isRelevant(ev) {
+		l.debounce.Reset(l.w.opts.Debounce)
+	}
+}
+
+// watchError treats an overflow or a lost watch as a change it may hide.
+func (l *loop) watchError(err error, ok bool) {
+	if !ok {
+		l.errs = nil
+		return
+	}
+	l.w.log.Warn("filewatch: watch error; checking the files again", "err", err)
+	l.debounce.Reset(l.w.opts.Debounce)
+}
+
+// fire records the state before calling out: a change made while
+// onChange runs is then seen again by the poll or a new event.
+func (l *loop) fire() {
+	l.last = l.w.snapshot()
+	l.w.onChange()
+}
+
+// poll restores lost watches and calls onChange if any file differs from
+// what onChange last saw.
+func (l *loop) poll() {
+	l.w.rewatch()
+	now := l.w.snapshot()
+	for i := range now {
+		if now[i] != l.last[i] {
+			l.w.log.Debug("filewatch: poll saw a change", "path", l.w.paths[i])
+			l.fire()
+			return
 		}
 	}
 }

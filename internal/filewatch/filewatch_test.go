@@ -6,8 +6,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"go.uber.org/goleak"
 )
 
@@ -47,6 +49,17 @@ func (c *calls) quiet(t *testing.T, d time.Duration, what string) {
 	case <-c.ch:
 		t.Fatalf("%s: onChange called, want no call", what)
 	case <-time.After(d):
+	}
+}
+
+// after lets the synctest bubble's clock run for d, waits until the
+// watcher is idle, and checks that onChange has been called want times in all.
+func (c *calls) after(t *testing.T, d time.Duration, want int32, what string) {
+	t.Helper()
+	time.Sleep(d)
+	synctest.Wait()
+	if n := c.n.Load(); n != want {
+		t.Fatalf("%s: onChange called %d times in all; want %d", what, n, want)
 	}
 }
 
@@ -241,17 +254,23 @@ func TestPollFallback(t *testing.T) {
 			}
 		}},
 	}
+	// In a synctest bubble the poll's ticker runs on the bubble's clock:
+	// the test steps it past a tick and checks, rather than waiting and
+	// hoping the machine was fast enough. The file I/O itself is real.
+	const poll = 50 * time.Millisecond
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "tls.crt")
-			write(t, p, "v1")
-			c := newCalls()
-			start(t, Options{Paths: []string{p}, PollInterval: 50 * time.Millisecond, noNotify: true}, c)
-			c.quiet(t, 200*time.Millisecond, "no change yet")
-			tc.change(t, p)
-			c.wait(t, tc.name)
-			c.quiet(t, 200*time.Millisecond, "change already reported")
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir()
+				p := filepath.Join(dir, "tls.crt")
+				write(t, p, "v1")
+				c := newCalls()
+				start(t, Options{Paths: []string{p}, PollInterval: poll, noNotify: true}, c)
+				c.after(t, 4*poll+poll/2, 0, "no change yet")
+				tc.change(t, p)
+				c.after(t, poll, 1, tc.name)
+				c.after(t, 4*poll, 1, "change already reported")
+			})
 		})
 	}
 }
@@ -313,27 +332,83 @@ func TestOnChangeIsNeverConcurrent(t *testing.T) {
 	}
 }
 
+// TestCloseStopsCalls closes the watcher with a debounced event pending and
+// a change the poll has yet to see. In the synctest bubble Close must leave
+// no goroutine to fire them: the hour slept after it passes in an instant,
+// and any timer still armed would fire within it.
 func TestCloseStopsCalls(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "tls.crt")
-	write(t, p, "v1")
-	c := newCalls()
-	w, err := Start(Options{Paths: []string{p}, Debounce: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond}, c.onChange)
-	if err != nil {
-		t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "tls.crt")
+		write(t, p, "v1")
+		c := newCalls()
+		events := make(chan fsnotify.Event)
+		w, err := Start(Options{Paths: []string{p}, Debounce: 50 * time.Millisecond, PollInterval: 10 * time.Millisecond, noNotify: true, events: events}, c.onChange)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events <- fsnotify.Event{Name: p, Op: fsnotify.Write} // pending in the debounce when Close runs
+		replace(t, p, "v2")                                   // pending for the poll
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("second Close: %v", err)
+		}
+		c.after(t, time.Hour, 0, "after Close")
+	})
+}
+
+// TestDebounce drives the debounce with synthetic events in a synctest
+// bubble: which events count, and that a burst makes exactly one call one
+// debounce after its last event. The real fsnotify is covered above.
+func TestDebounce(t *testing.T) {
+	const debounce = 100 * time.Millisecond
+	// An event names a file relative to the watched directory.
+	type event struct {
+		name string
+		op   fsnotify.Op
 	}
-	replace(t, p, "v2") // pending in the debounce when Close runs
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		events []event
+		gap    time.Duration // between two events, within the debounce
+		want   int32
+	}{
+		{"one write", []event{{"tls.crt", fsnotify.Write}}, 0, 1},
+		{"a burst of renames", []event{
+			{"tls.crt", fsnotify.Rename}, {"tls.crt", fsnotify.Create},
+			{"tls.key", fsnotify.Rename}, {"tls.key", fsnotify.Create},
+			{"tls.crt", fsnotify.Remove}, {"tls.crt", fsnotify.Create},
+		}, debounce - time.Millisecond, 1},
+		{"..data swapped", []event{{"..data", fsnotify.Create}}, 0, 1},
+		{"chmod alone", []event{{"tls.crt", fsnotify.Chmod}}, 0, 0},
+		{"other files", []event{
+			{"other.txt", fsnotify.Write}, {"notes", fsnotify.Create},
+			{"../elsewhere/tls.crt", fsnotify.Write},
+		}, 0, 0},
 	}
-	if err := w.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	before := c.n.Load()
-	replace(t, p, "v3")
-	time.Sleep(150 * time.Millisecond)
-	if after := c.n.Load(); after != before {
-		t.Fatalf("onChange called %d times after Close", after-before)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dir := t.TempDir() // Start needs the directories to exist
+				events := make(chan fsnotify.Event)
+				c := newCalls()
+				start(t, Options{
+					Paths:    []string{filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")},
+					Debounce: debounce, noNotify: true, events: events,
+				}, c)
+				for i, ev := range tc.events {
+					if i > 0 {
+						time.Sleep(tc.gap)
+					}
+					events <- fsnotify.Event{Name: filepath.Join(dir, ev.name), Op: ev.op}
+				}
+				c.after(t, debounce-time.Millisecond, 0, "within the debounce of the last event")
+				c.after(t, time.Millisecond, tc.want, "one debounce after the last event")
+				c.after(t, time.Hour, tc.want, "long after")
+			})
+		})
 	}
 }
 

@@ -250,9 +250,39 @@ const (
 // all. DNS names are lower-cased and deduplicated here, once, rather than on
 // every call.
 func FromCertificate(cert *x509.Certificate) (*Identity, error) {
+	id, err := fromCertificate(cert)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	return id, nil
+}
+
+// fromCertificate is FromCertificate without the package's prefix on its
+// errors, for the exported functions that call it.
+func fromCertificate(cert *x509.Certificate) (*Identity, error) {
 	if cert == nil {
 		return nil, errors.New("no certificate")
 	}
+	if err := checkNameCounts(cert); err != nil {
+		return nil, fmt.Errorf("certificate %s %w", serial(cert), err)
+	}
+	sid, err := spiffeIDOf(cert)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", serial(cert), err)
+	}
+	id := &Identity{commonName: cert.Subject.CommonName, spiffeID: sid, dnsNames: normalizeDNSNames(cert.DNSNames), cert: cert}
+	if id.commonName == "" && id.spiffeID == "" && len(id.dnsNames) == 0 {
+		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
+	}
+	id.name = id.describe()
+	return id, nil
+}
+
+// checkNameCounts refuses a certificate that names its holder ambiguously
+// (several common names) or so often that matching rules against its names
+// would cost more than a handshake should. Its errors read after the
+// certificate's description.
+func checkNameCounts(cert *x509.Certificate) error {
 	cns := 0
 	for _, atv := range cert.Subject.Names {
 		if atv.Type.Equal(oidCommonName) {
@@ -260,37 +290,34 @@ func FromCertificate(cert *x509.Certificate) (*Identity, error) {
 		}
 	}
 	if cns > 1 {
-		return nil, fmt.Errorf("certificate %s has %d subject common names; want at most one", serial(cert), cns)
+		return fmt.Errorf("has %d subject common names; want at most one", cns)
 	}
 	if n := len(cert.DNSNames) + len(cert.URIs) + len(cert.IPAddresses) + len(cert.EmailAddresses); n > MaxSANs {
-		return nil, fmt.Errorf("certificate %s has %d subject alternative names; at most %d are accepted", serial(cert), n, MaxSANs)
+		return fmt.Errorf("has %d subject alternative names; at most %d are accepted", n, MaxSANs)
 	}
+	return nil
+}
+
+// spiffeIDOf returns the SPIFFE ID of cert's one URI SAN, or "" for none.
+// It is the text as the certificate holds it, not cert.URIs[0].String():
+// net/url lower-cases the scheme and drops an empty fragment, so
+// "SPIFFE://td/x" and "spiffe://td/x#" would pass as spiffe://td/x.
+func spiffeIDOf(cert *x509.Certificate) (string, error) {
 	uri, err := rawURISAN(cert)
-	if err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", serial(cert), err)
+	if err != nil || uri == nil {
+		return "", err
 	}
-	id := &Identity{commonName: cert.Subject.CommonName, dnsNames: normalizeDNSNames(cert.DNSNames), cert: cert}
-	if uri != nil {
-		// The text as the certificate holds it, not cert.URIs[0].String():
-		// net/url lower-cases the scheme and drops an empty fragment, so
-		// "SPIFFE://td/x" and "spiffe://td/x#" would pass as spiffe://td/x.
-		sid := string(uri)
-		if err := ValidateSPIFFEID(sid); err != nil {
-			return nil, fmt.Errorf("certificate %s: URI SAN: %w", serial(cert), err)
-		}
-		if u := cert.URIs[0]; u.Scheme != "spiffe" || u.User != nil || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" ||
-			!strings.HasPrefix(sid[len("spiffe://"):], u.Host) || sid[len("spiffe://")+len(u.Host):] != u.Path {
-			// Both read the same bytes; they must agree, or one of them
-			// is wrong about what the certificate says.
-			return nil, fmt.Errorf("certificate %s: URI SAN %s does not read as crypto/x509 parsed it", serial(cert), clip(sid))
-		}
-		id.spiffeID = sid
+	sid := string(uri)
+	if err := validateSPIFFEID(sid); err != nil {
+		return "", fmt.Errorf("URI SAN: %w", err)
 	}
-	if id.commonName == "" && id.spiffeID == "" && len(id.dnsNames) == 0 {
-		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
+	if u := cert.URIs[0]; u.Scheme != "spiffe" || u.User != nil || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" ||
+		!strings.HasPrefix(sid[len("spiffe://"):], u.Host) || sid[len("spiffe://")+len(u.Host):] != u.Path {
+		// Both read the same bytes; they must agree, or one of them
+		// is wrong about what the certificate says.
+		return "", fmt.Errorf("URI SAN %s does not read as crypto/x509 parsed it", clip(sid))
 	}
-	id.name = id.describe()
-	return id, nil
+	return sid, nil
 }
 
 // rawURISAN returns the one URI SAN of cert as written in its subject
@@ -403,7 +430,7 @@ func normalizeDNSNames(names []string) []string {
 // but that did not verify gives no identity.
 func FromConnectionState(cs tls.ConnectionState) (*Identity, error) {
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return nil, errors.New("no verified client certificate")
+		return nil, errors.New("identity: no verified client certificate")
 	}
 	return FromCertificate(cs.VerifiedChains[0][0])
 }
@@ -415,6 +442,15 @@ func FromConnectionState(cs tls.ConnectionState) (*Identity, error) {
 // trust domain. The check is of the text as given: it is the canonical form
 // or an error.
 func ValidateSPIFFEID(s string) error {
+	if err := validateSPIFFEID(s); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	return nil
+}
+
+// validateSPIFFEID is ValidateSPIFFEID without the package's prefix, for
+// FromCertificate. Its errors quote s first.
+func validateSPIFFEID(s string) error {
 	const prefix = "spiffe://"
 	if len(s) > MaxSPIFFEIDLength {
 		return fmt.Errorf("%s: SPIFFE ID is %d bytes long; at most %d", clip(s), len(s), MaxSPIFFEIDLength)
@@ -422,31 +458,50 @@ func ValidateSPIFFEID(s string) error {
 	if !strings.HasPrefix(s, prefix) {
 		return fmt.Errorf("%s: SPIFFE ID must start with %s", clip(s), prefix)
 	}
-	rest := s[len(prefix):]
-	td, path, hasPath := strings.Cut(rest, "/")
+	td, path, hasPath := strings.Cut(s[len(prefix):], "/")
+	if err := checkTrustDomain(td); err != nil {
+		return fmt.Errorf("%s: %w", clip(s), err)
+	}
+	if hasPath {
+		if err := checkPath(path); err != nil {
+			return fmt.Errorf("%s: %w", clip(s), err)
+		}
+	}
+	return nil
+}
+
+// checkTrustDomain checks the trust domain of a SPIFFE ID: present, within
+// the specification's length, and lower-case letters, digits, '.', '-' or
+// '_' only.
+func checkTrustDomain(td string) error {
 	if td == "" {
-		return fmt.Errorf("%s: SPIFFE ID has no trust domain", clip(s))
+		return errors.New("SPIFFE ID has no trust domain")
 	}
 	if len(td) > MaxTrustDomainLength {
-		return fmt.Errorf("%s: trust domain is %d bytes long; at most %d", clip(s), len(td), MaxTrustDomainLength)
+		return fmt.Errorf("trust domain is %d bytes long; at most %d", len(td), MaxTrustDomainLength)
 	}
 	for _, r := range td {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-			return fmt.Errorf("%s: trust domain may hold only a-z, 0-9, '.', '-', '_'", clip(s))
+			return errors.New("trust domain may hold only a-z, 0-9, '.', '-', '_'")
 		}
 	}
-	if hasPath {
-		if path == "" {
-			return fmt.Errorf("%s: SPIFFE ID path must not end with '/'", clip(s))
+	return nil
+}
+
+// checkPath checks the path of a SPIFFE ID after the trust domain's '/':
+// segments that are not empty, "." or "..", of letters, digits, '.', '-'
+// and '_' only.
+func checkPath(path string) error {
+	if path == "" {
+		return errors.New("SPIFFE ID path must not end with '/'")
+	}
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return errors.New("SPIFFE ID path segments must not be empty, '.' or '..'")
 		}
-		for _, seg := range strings.Split(path, "/") {
-			if seg == "" || seg == "." || seg == ".." {
-				return fmt.Errorf("%s: SPIFFE ID path segments must not be empty, '.' or '..'", clip(s))
-			}
-			for _, r := range seg {
-				if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
-					return fmt.Errorf("%s: SPIFFE ID path may hold only letters, digits, '.', '-', '_'", clip(s))
-				}
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+				return errors.New("SPIFFE ID path may hold only letters, digits, '.', '-', '_'")
 			}
 		}
 	}

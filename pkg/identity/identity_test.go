@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/url"
 	"slices"
 	"strings"
@@ -100,6 +101,7 @@ func TestFromCertificate(t *testing.T) {
 				if id != nil {
 					t.Fatalf("FromCertificate returned an identity (%s) with its error", id)
 				}
+				checkPrefixedOnce(t, err)
 				return
 			}
 			if err != nil {
@@ -169,9 +171,47 @@ func TestValidateSPIFFEID(t *testing.T) {
 		"spiffe://" + longTD(identity.MaxTrustDomainLength+1): false,
 		"SPIFFE://example.org/order":                          false,
 	} {
-		if err := identity.ValidateSPIFFEID(id); (err == nil) != ok {
+		err := identity.ValidateSPIFFEID(id)
+		if (err == nil) != ok {
 			t.Errorf("ValidateSPIFFEID(%q) = %v, want ok=%v", id, err, ok)
 		}
+		if err != nil {
+			checkPrefixedOnce(t, err)
+		}
+	}
+}
+
+// TestFromConnectionStateErrors: a connection without a verified chain, or
+// whose verified leaf names nobody, gives an error and no identity.
+func TestFromConnectionStateErrors(t *testing.T) {
+	nameless := &x509.Certificate{SerialNumber: big.NewInt(7)}
+	for _, tc := range []struct {
+		name    string
+		cs      tls.ConnectionState
+		wantErr string
+	}{
+		{"no verified chain", tls.ConnectionState{PeerCertificates: []*x509.Certificate{nameless}}, "no verified client certificate"},
+		{"empty verified chain", tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{}}}, "no verified client certificate"},
+		{"leaf names nobody", tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{nameless}}}, "names nobody"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := identity.FromConnectionState(tc.cs)
+			if err == nil || id != nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("FromConnectionState = %v, %v; want no identity and an error containing %q", id, err, tc.wantErr)
+			}
+			checkPrefixedOnce(t, err)
+		})
+	}
+}
+
+// checkPrefixedOnce: the package's name prefixes its errors once, at the
+// exported function that returns them, as the standard library's and
+// go-spiffe's do; an inner error that already carries it must not get it
+// twice.
+func checkPrefixedOnce(t *testing.T, err error) {
+	t.Helper()
+	if n := strings.Count(err.Error(), "identity:"); n != 1 {
+		t.Errorf("error %q holds %q %d times, want once", err, "identity:", n)
 	}
 }
 
