@@ -76,12 +76,17 @@ func (a *Authorizer) compile(srv ServiceInfoProvider) (*filewatch.Watcher, error
 	}
 	a.base = base
 	a.install(ov, pol, warnings)
+	a.logCompiled(ov, pol)
+	return nil, nil
+}
+
+// logCompiled writes the one line of a successful Compile.
+func (a *Authorizer) logCompiled(ov *overlay, pol *policy) {
 	attrs := []any{slog.Int("methods", len(pol.methods))}
 	if ov != nil {
 		attrs = append(attrs, slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
 	}
 	a.log.Info("authz: policy compiled", attrs...)
-	return nil, nil
 }
 
 // startWatching starts the policy file's watcher, unless there is no file,
