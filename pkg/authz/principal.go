@@ -146,7 +146,7 @@ func checkPrincipalText(s string) error {
 func parseSPIFFEPrincipal(s, name string, prefix bool) (Principal, error) {
 	if !prefix {
 		if err := identity.ValidateSPIFFEID(name); err != nil {
-			return Principal{}, fmt.Errorf("principal %w", err) // err quotes s
+			return Principal{}, fmt.Errorf("principal %q is not a valid SPIFFE ID: %w", s, err)
 		}
 		return Principal{Kind: SPIFFEID, Name: name}, nil
 	}
