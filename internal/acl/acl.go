@@ -113,10 +113,11 @@ func ApplyOverlay(rules []Rule, ov *authz.OverlayFile) ([]Rule, error) {
 	used := map[string]bool{}
 	for i := range out {
 		r := &out[i]
+		protoAudit := r.Audit
 		for _, key := range []string{r.Service, r.Method} {
 			if o, ok := ov.Rules[key]; ok {
 				used[key] = true
-				r.apply(o)
+				r.apply(o, protoAudit)
 			}
 		}
 	}
@@ -134,8 +135,10 @@ func ApplyOverlay(rules []Rule, ov *authz.OverlayFile) ([]Rule, error) {
 }
 
 // apply makes one overlay entry's changes to r. The lists are copied before
-// they change: r shares them with the rules ApplyOverlay was given.
-func (r *Rule) apply(o authz.OverlayRule) {
+// they change: r shares them with the rules ApplyOverlay was given. As in
+// pkg/authz, the overlay may turn audit mode off, but on only where the
+// proto (protoAudit) has it: audit mode lets refused calls through.
+func (r *Rule) apply(o authz.OverlayRule, protoAudit bool) {
 	r.Allow = slices.DeleteFunc(slices.Clone(r.Allow), func(p string) bool { return slices.Contains(o.Revoke, p) })
 	for _, p := range o.Allow {
 		if !slices.Contains(r.Allow, p) {
@@ -148,7 +151,7 @@ func (r *Rule) apply(o authz.OverlayRule) {
 		}
 	}
 	if o.Audit != nil {
-		r.Audit = *o.Audit
+		r.Audit = *o.Audit && protoAudit
 	}
 	if !strings.HasSuffix(r.Source, "+overlay") {
 		r.Source += "+overlay"
