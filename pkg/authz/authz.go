@@ -189,11 +189,14 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 	}
 	// The fast path: a pointer comparison or a few lookups, an atomic add,
 	// no allocation.
-	if r.admittedLast(id) || r.admitsAndRemembers(id) {
-		r.counts.allow.Add(1)
-		return nil
+	if !r.admittedLast(id) {
+		if !r.admits(id) {
+			return a.decideSlowly(ctx, r, id, true)
+		}
+		r.remember(id)
 	}
-	return a.decideSlowly(ctx, r, id, true)
+	r.counts.allow.Add(1)
+	return nil
 }
 
 // refuseUncompiled refuses a call that came before a successful Compile.
@@ -432,16 +435,12 @@ func (r *methodRule) admittedLast(id *identity.Identity) bool {
 	return id != nil && r.lastAdmitted.Load() == id
 }
 
-// admitsAndRemembers is admits, remembering an admitted caller for
-// admittedLast.
-func (r *methodRule) admitsAndRemembers(id *identity.Identity) bool {
-	if !r.admits(id) {
-		return false
-	}
+// remember makes id, which the rule has just admitted, the caller
+// admittedLast compares with.
+func (r *methodRule) remember(id *identity.Identity) {
 	if id != nil {
 		r.lastAdmitted.Store(id)
 	}
-	return true
 }
 
 // admits is decide for the allow path: the same order (deny, then allow),
