@@ -354,10 +354,10 @@ func checkFiles(opts *Options) error {
 		}
 	}
 	for _, f := range []struct{ name, val string }{
-		{"CertFile", opts.CertFile}, {"KeyFile", opts.KeyFile}, {"CAFile", opts.CAFile},
+		{"Options.CertFile", opts.CertFile}, {"Options.KeyFile", opts.KeyFile}, {"Options.CAFile", opts.CAFile},
 	} {
 		if f.val == "" {
-			return fmt.Errorf("Options.%s is required", f.name)
+			return fmt.Errorf("%s is required", f.name)
 		}
 	}
 	return nil

@@ -141,7 +141,7 @@ func TestRejectedSetIsRetried(t *testing.T) {
 		// 543 fail, 603 is the first after the certificate's 600.
 		reloads := func(at time.Duration, failures, successes int64) {
 			t.Helper()
-			time.Sleep(start.Add(at).Sub(time.Now()))
+			time.Sleep(time.Until(start.Add(at)))
 			synctest.Wait()
 			if f, s := obs.sum(t, metricReloads, "result=failure"), obs.sum(t, metricReloads, "result=success"); f != failures || s != successes {
 				t.Fatalf("at %s: %d failed and %d good reloads, want %d and %d; log:\n%s", at, f, s, failures, successes, obs.log)

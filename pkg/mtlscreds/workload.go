@@ -103,7 +103,7 @@ func newWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*Worklo
 		workloadapi.WithBackoffStrategy(backoffStrategy{max: opts.MaxRetryDelay}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("Workload API %s: %w", addr, err)
+		return nil, fmt.Errorf("the Workload API client for %s: %w", addr, err)
 	}
 	s.startWatch()
 	if err := s.waitFirst(ctx); err != nil {
@@ -125,7 +125,7 @@ func workloadAPIAddr(opts WorkloadAPIOptions) (string, error) {
 		addr = "unix://" + addr
 	}
 	if err := workloadapi.ValidateAddress(addr); err != nil {
-		return "", fmt.Errorf("Workload API address %q: %w", addr, err)
+		return "", fmt.Errorf("invalid Workload API address %q: %w", addr, err)
 	}
 	if opts.SPIFFEID != "" {
 		if _, err := spiffeid.FromString(opts.SPIFFEID); err != nil {
