@@ -32,36 +32,43 @@ func widenings(before, after []acl.Rule) []widening {
 	for _, r := range after {
 		m := strings.TrimPrefix(r.Method, "/")
 		o, existed := old[r.Method]
-		if !existed {
-			if who(r) != "nobody" && r.Source != "none" {
-				out = append(out, widening{m, "new method, callable by " + who(r)})
-			}
+		switch {
+		case existed:
+			out = append(out, ruleWidenings(m, o, r)...)
+		case who(r) != "nobody" && r.Source != "none":
+			out = append(out, widening{m, "new method, callable by " + who(r)})
+		}
+	}
+	return out
+}
+
+// ruleWidenings lists the ways the rule r of method m admits a caller its
+// earlier version o did not.
+func ruleWidenings(m string, o, r acl.Rule) []widening {
+	var out []widening
+	if r.AllowUnauthenticated && !o.AllowUnauthenticated {
+		out = append(out, widening{m, "allow_unauthenticated: callers without a certificate now get in"})
+	}
+	if r.AllowAuthenticated && !o.AllowAuthenticated {
+		out = append(out, widening{m, "allow_authenticated: any certificate of the CA now gets in"})
+	}
+	for _, p := range r.Allow {
+		if slices.Contains(o.Allow, p) {
 			continue
 		}
-		if r.AllowUnauthenticated && !o.AllowUnauthenticated {
-			out = append(out, widening{m, "allow_unauthenticated: callers without a certificate now get in"})
+		if strings.HasSuffix(p, "*") {
+			out = append(out, widening{m, fmt.Sprintf("new prefix rule %q: admits every name starting %q", p, strings.TrimSuffix(p, "*"))})
+		} else {
+			out = append(out, widening{m, fmt.Sprintf("new principal %q", p)})
 		}
-		if r.AllowAuthenticated && !o.AllowAuthenticated {
-			out = append(out, widening{m, "allow_authenticated: any certificate of the CA now gets in"})
+	}
+	for _, p := range o.Deny {
+		if !slices.Contains(r.Deny, p) {
+			out = append(out, widening{m, fmt.Sprintf("removed deny %q", p)})
 		}
-		for _, p := range r.Allow {
-			if slices.Contains(o.Allow, p) {
-				continue
-			}
-			if strings.HasSuffix(p, "*") {
-				out = append(out, widening{m, fmt.Sprintf("new prefix rule %q: admits every name starting %q", p, strings.TrimSuffix(p, "*"))})
-			} else {
-				out = append(out, widening{m, fmt.Sprintf("new principal %q", p)})
-			}
-		}
-		for _, p := range o.Deny {
-			if !slices.Contains(r.Deny, p) {
-				out = append(out, widening{m, fmt.Sprintf("removed deny %q", p)})
-			}
-		}
-		if r.Audit && !o.Audit {
-			out = append(out, widening{m, "audit turned on: denials are logged, not enforced"})
-		}
+	}
+	if r.Audit && !o.Audit {
+		out = append(out, widening{m, "audit turned on: denials are logged, not enforced"})
 	}
 	return out
 }
@@ -79,25 +86,9 @@ func aclDiffCmd(ctx context.Context, root string, args []string, stdout, stderr 
 		return 2
 	}
 	rev := pos[0]
-	oldTree, err := os.MkdirTemp("", "idwire-acl-")
+	before, err := rulesAt(ctx, root, rev, *policy)
 	if err != nil {
 		fmt.Fprintf(stderr, "idwire acl diff: %v\n", err)
-		return 1
-	}
-	defer os.RemoveAll(oldTree)
-	if err := exportTree(ctx, root, rev, oldTree); err != nil {
-		fmt.Fprintf(stderr, "idwire acl diff: %v\n", err)
-		return 1
-	}
-	oldPolicy := ""
-	if *policy != "" {
-		if _, err := os.Stat(filepath.Join(oldTree, *policy)); err == nil {
-			oldPolicy = filepath.Join(oldTree, *policy)
-		}
-	}
-	before, err := loadRules(ctx, oldTree, oldPolicy)
-	if err != nil {
-		fmt.Fprintf(stderr, "idwire acl diff: at %s: %v\n", rev, err)
 		return 1
 	}
 	newPolicy := ""
@@ -119,6 +110,30 @@ func aclDiffCmd(ctx context.Context, root string, args []string, stdout, stderr 
 		fmt.Fprintf(stdout, "  %s: %s\n", w.method, w.what)
 	}
 	return 1
+}
+
+// rulesAt loads the rules of the tree at rev, with the policy overlay at
+// the same path if rev has it.
+func rulesAt(ctx context.Context, root, rev, policy string) ([]acl.Rule, error) {
+	tree, err := os.MkdirTemp("", "idwire-acl-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tree)
+	if err := exportTree(ctx, root, rev, tree); err != nil {
+		return nil, err
+	}
+	oldPolicy := ""
+	if policy != "" {
+		if _, err := os.Stat(filepath.Join(tree, policy)); err == nil {
+			oldPolicy = filepath.Join(tree, policy)
+		}
+	}
+	rules, err := loadRules(ctx, tree, oldPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("at %s: %v", rev, err)
+	}
+	return rules, nil
 }
 
 // exportTree writes go.mod, the buf configuration, tools/ and the protos of

@@ -75,36 +75,54 @@ func newServiceCmd(ctx context.Context, root string, args []string, stdout, stde
 		fmt.Fprintf(stdout, "wrote %s\n", f)
 	}
 	if !*skipGen {
-		for _, step := range [][]string{
-			{"tool", "-modfile=tools/go.mod", "buf", "format", "-w", "--path", "proto/" + s.Name},
-			{"tool", "-modfile=tools/go.mod", "buf", "generate"},
-			{"build", "./..."},
-		} {
-			cmd := exec.CommandContext(ctx, "go", step...)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(stderr, "idwire new service: go %s: %v\n%s", strings.Join(step, " "), err, out)
-				return 1
-			}
-			fmt.Fprintf(stdout, "ran go %s\n", strings.Join(step, " "))
-		}
-		// The k8s NetworkPolicies follow the ACLs: regenerate them.
-		if _, err := os.Stat(filepath.Join(root, "deploy", "k8s", "validate", "go.mod")); err == nil {
-			cmd := exec.CommandContext(ctx, "go", "generate", "./...")
-			cmd.Dir = filepath.Join(root, "deploy", "k8s", "validate")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(stderr, "idwire new service: go generate in deploy/k8s/validate: %v\n%s", err, out)
-				return 1
-			}
-			fmt.Fprintln(stdout, "ran go generate in deploy/k8s/validate")
+		if err := s.generate(ctx, root, stdout); err != nil {
+			fmt.Fprintf(stderr, "idwire new service: %v", err) // ends with the command's output
+			return 1
 		}
 	}
+	s.printNextSteps(stdout)
+	return 0
+}
+
+// generate formats the new proto, generates its code and builds everything,
+// then regenerates the k8s NetworkPolicies, which follow the ACLs.
+func (s *scaffold) generate(ctx context.Context, root string, stdout io.Writer) error {
+	for _, step := range [][]string{
+		{"tool", "-modfile=tools/go.mod", "buf", "format", "-w", "--path", "proto/" + s.Name},
+		{"tool", "-modfile=tools/go.mod", "buf", "generate"},
+		{"build", "./..."},
+	} {
+		if out, err := goCommand(ctx, root, step...); err != nil {
+			return fmt.Errorf("go %s: %v\n%s", strings.Join(step, " "), err, out)
+		}
+		fmt.Fprintf(stdout, "ran go %s\n", strings.Join(step, " "))
+	}
+	validate := filepath.Join(root, "deploy", "k8s", "validate")
+	if _, err := os.Stat(filepath.Join(validate, "go.mod")); err != nil {
+		return nil
+	}
+	if out, err := goCommand(ctx, validate, "generate", "./..."); err != nil {
+		return fmt.Errorf("go generate in deploy/k8s/validate: %v\n%s", err, out)
+	}
+	fmt.Fprintln(stdout, "ran go generate in deploy/k8s/validate")
+	return nil
+}
+
+// goCommand runs the go command in dir and returns its combined output.
+func goCommand(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	return cmd.CombinedOutput()
+}
+
+// printNextSteps says what the new service admits and what its callers
+// still need: a scaffolded service refuses everyone but admin.
+func (s *scaffold) printNextSteps(stdout io.Writer) {
 	fmt.Fprintf(stdout, "\n%s serves %s.v1.%sService on :%d. Every RPC admits only \"admin\" for now:\n"+
 		"edit proto/%s/v1/%s.proto, regenerate, and see `go run ./cmd/idwire acl`.\n", s.Name, s.Name, s.Title, s.Port, s.Name, s.Name)
 	for _, c := range s.Calls {
 		fmt.Fprintf(stdout, "%s calls %s: add \"%s\" to the rules of the %s RPCs it needs (proto/%s/v1), or it is refused.\n", s.Name, c.Name, s.Name, c.Name, c.Name)
 	}
-	return 0
 }
 
 // catalogEntry matches an entry of services/catalog/catalog.go.
@@ -114,33 +132,73 @@ var catalogEntry = regexp.MustCompile(`(?m)^\s*Name:\s+"([a-z0-9]+)",\s*\n\s*Por
 // scaffold. It refuses a name or port in use, and a name already scaffolded:
 // re-running is refused before anything is written.
 func planService(root, name string, port int, calls []string) (*scaffold, error) {
+	if err := checkNewName(root, name); err != nil {
+		return nil, err
+	}
+	module, genPrefix, err := readModule(root)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := catalogPorts(root, name, port)
+	if err != nil {
+		return nil, err
+	}
+	s := &scaffold{Name: name, Title: title(name), Pkg: name + "svc", Port: port, Module: module, GenPrefix: genPrefix}
+	for _, c := range calls {
+		p, ok := ports[c]
+		if !ok {
+			return nil, fmt.Errorf("--calls %s: no such service in services/catalog/catalog.go", c)
+		}
+		if slices.ContainsFunc(s.Calls, func(x peer) bool { return x.Name == c }) {
+			continue
+		}
+		s.Calls = append(s.Calls, peer{Name: c, Title: title(c), Env: strings.ToUpper(c) + "_ADDR", Port: p})
+	}
+	return s, nil
+}
+
+// checkNewName refuses a name that is not a service name, that the
+// template uses, or that was scaffolded already.
+func checkNewName(root, name string) error {
 	if !serviceName.MatchString(name) {
-		return nil, fmt.Errorf("service name %q: use lower-case letters and digits, starting with a letter", name)
+		return fmt.Errorf("service name %q: use lower-case letters and digits, starting with a letter", name)
 	}
 	if name == "frontend" || name == "admin" || name == "catalog" || name == "internal" || name == "e2e" {
-		return nil, fmt.Errorf("service name %q is taken by the template", name)
+		return fmt.Errorf("service name %q is taken by the template", name)
 	}
 	for _, p := range []string{filepath.Join("services", name), filepath.Join("proto", name)} {
 		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
-			return nil, fmt.Errorf("%s exists: %s was scaffolded already (remove it first to start again)", p, name)
+			return fmt.Errorf("%s exists: %s was scaffolded already (remove it first to start again)", p, name)
 		}
 	}
+	return nil
+}
+
+// readModule returns the module path of go.mod and the Go package prefix
+// buf.gen.yaml generates under.
+func readModule(root string) (module, genPrefix string, err error) {
 	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	m := regexp.MustCompile(`(?m)^module\s+(\S+)`).FindSubmatch(mod)
 	if m == nil {
-		return nil, errors.New("go.mod: no module line")
+		return "", "", errors.New("go.mod: no module line")
 	}
 	gen, err := os.ReadFile(filepath.Join(root, "buf.gen.yaml"))
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	g := regexp.MustCompile(`go_package_prefix\s*\n\s*value:\s*(\S+)`).FindSubmatch(gen)
 	if g == nil {
-		return nil, errors.New("buf.gen.yaml: no go_package_prefix override")
+		return "", "", errors.New("buf.gen.yaml: no go_package_prefix override")
 	}
+	return string(m[1]), string(g[1]), nil
+}
+
+// catalogPorts returns the port of each service in the catalog, refusing
+// the new service's port or name if the catalog has them already.
+func catalogPorts(root, name string, port int) (map[string]int, error) {
 	cat, err := os.ReadFile(filepath.Join(root, "services", "catalog", "catalog.go"))
 	if err != nil {
 		return nil, err
@@ -156,53 +214,38 @@ func planService(root, name string, port int, calls []string) (*scaffold, error)
 	if _, ok := ports[name]; ok {
 		return nil, fmt.Errorf("%s is in services/catalog/catalog.go already", name)
 	}
-	s := &scaffold{Name: name, Title: title(name), Pkg: name + "svc", Port: port, Module: string(m[1]), GenPrefix: string(g[1])}
-	for _, c := range calls {
-		p, ok := ports[c]
-		if !ok {
-			return nil, fmt.Errorf("--calls %s: no such service in services/catalog/catalog.go", c)
-		}
-		if slices.ContainsFunc(s.Calls, func(x peer) bool { return x.Name == c }) {
-			continue
-		}
-		s.Calls = append(s.Calls, peer{Name: c, Title: title(c), Env: strings.ToUpper(c) + "_ADDR", Port: p})
-	}
-	return s, nil
+	return ports, nil
 }
 
 // write creates the new files and makes every wiring edit; it returns the
 // paths it wrote.
 func (s *scaffold) write(root string) ([]string, error) {
-	var written []string
-	create := func(path, tmpl string) error {
-		var b bytes.Buffer
-		if err := scaffoldTemplates.ExecuteTemplate(&b, tmpl, s); err != nil {
-			return err
-		}
-		out := b.Bytes()
-		if strings.HasSuffix(path, ".go") {
-			f, err := format.Source(out)
-			if err != nil {
-				return fmt.Errorf("%s: %w\n%s", path, err, out)
-			}
-			out = f
-		}
-		full := filepath.Join(root, path)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return err
-		}
-		// O_EXCL: never overwrite what someone wrote.
-		f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			return err
-		}
-		if _, err := f.Write(out); err != nil {
-			f.Close()
-			return err
-		}
-		written = append(written, path)
-		return f.Close()
+	written, err := s.createFiles(root)
+	if err != nil {
+		return written, err
 	}
+	edited, err := s.editWiring(root)
+	written = append(written, edited...)
+	if err != nil {
+		return written, err
+	}
+	if _, err := os.Stat(filepath.Join(root, "deploy", "k8s", "base")); err != nil {
+		return written, nil
+	}
+	path := filepath.Join("deploy", "k8s", "base", s.Name+".yaml")
+	out, err := s.k8sManifest(root)
+	if err != nil {
+		return written, err
+	}
+	if err := os.WriteFile(filepath.Join(root, path), out, 0o644); err != nil {
+		return written, err
+	}
+	return append(written, path), nil
+}
+
+// createFiles writes the service's own files from the templates.
+func (s *scaffold) createFiles(root string) ([]string, error) {
+	var written []string
 	svcDir := filepath.Join("services", s.Name)
 	for _, f := range []struct{ path, tmpl string }{
 		{filepath.Join("proto", s.Name, "v1", s.Name+".proto"), "proto.tmpl"},
@@ -211,11 +254,49 @@ func (s *scaffold) write(root string) ([]string, error) {
 		{filepath.Join(svcDir, s.Pkg, "service.go"), "service.go.tmpl"},
 		{filepath.Join(svcDir, s.Pkg, s.Pkg+"_test.go"), "handler_test.go.tmpl"},
 	} {
-		if err := create(f.path, f.tmpl); err != nil {
+		if err := s.create(root, f.path, f.tmpl); err != nil {
 			return written, err
 		}
+		written = append(written, f.path)
 	}
-	edits := []struct {
+	return written, nil
+}
+
+// create writes path from tmpl, gofmt'ed if it is Go, and never over a
+// file that exists: what someone wrote is not ours to replace.
+func (s *scaffold) create(root, path, tmpl string) error {
+	var b bytes.Buffer
+	if err := scaffoldTemplates.ExecuteTemplate(&b, tmpl, s); err != nil {
+		return err
+	}
+	out := b.Bytes()
+	if strings.HasSuffix(path, ".go") {
+		f, err := format.Source(out)
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", path, err, out)
+		}
+		out = f
+	}
+	full := filepath.Join(root, path)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(out); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// editWiring adds the service to the files that list every service; the
+// optional ones are skipped where a copy of the template has removed them.
+func (s *scaffold) editWiring(root string) ([]string, error) {
+	var written []string
+	for _, e := range []struct {
 		path     string
 		optional bool
 		edit     func([]byte) ([]byte, error)
@@ -226,8 +307,7 @@ func (s *scaffold) write(root string) ([]string, error) {
 		{".dockerignore", true, s.editIgnore},
 		{"deploy/k8s/base/kustomization.yaml", true, s.editKustomization},
 		{"deploy/k8s/validate/protos.go", true, s.editK8sProtos},
-	}
-	for _, e := range edits {
+	} {
 		full := filepath.Join(root, e.path)
 		old, err := os.ReadFile(full)
 		if errors.Is(err, os.ErrNotExist) && e.optional {
@@ -244,17 +324,6 @@ func (s *scaffold) write(root string) ([]string, error) {
 			return written, err
 		}
 		written = append(written, e.path)
-	}
-	if _, err := os.Stat(filepath.Join(root, "deploy", "k8s", "base")); err == nil {
-		path := filepath.Join("deploy", "k8s", "base", s.Name+".yaml")
-		out, err := s.k8sManifest(root)
-		if err != nil {
-			return written, err
-		}
-		if err := os.WriteFile(filepath.Join(root, path), out, 0o644); err != nil {
-			return written, err
-		}
-		written = append(written, path)
 	}
 	return written, nil
 }
@@ -309,12 +378,28 @@ func (s *scaffold) editIgnore(doc []byte) ([]byte, error) {
 // in init's bootstrap list and volumes), its peers' addresses and
 // depends_on, and its address to the demo container.
 func (s *scaffold) editCompose(doc []byte) ([]byte, error) {
-	text := string(doc)
-	// init: the bootstrap list and the volume mounted for it.
+	text, err := s.composeCertificates(string(doc))
+	if err != nil {
+		return nil, err
+	}
+	// The service, before the demo.
+	demo := regexp.MustCompile(`(?m)^((?:  #.*\n)*)  demo:\n`)
+	loc := demo.FindStringIndex(text)
+	if loc == nil {
+		return nil, errors.New("no demo service to add the new one before")
+	}
+	service := s.composeService(strings.Contains(text, "\n  renewer:\n"))
+	return s.composeDemo(text[:loc[0]] + service + text[loc[0]:])
+}
+
+// composeCertificates gives the service a certificate: its name in init's
+// bootstrap list and in the renewer's, its volume in every list of the
+// identity folders they mount, and the top-level volume.
+func (s *scaffold) composeCertificates(text string) (string, error) {
 	list := regexp.MustCompile(`("--services",\s*")([^"]*)"`)
 	m := list.FindStringSubmatch(text)
 	if m == nil {
-		return nil, errors.New(`no "--services", "..." bootstrap list`)
+		return "", errors.New(`no "--services", "..." bootstrap list`)
 	}
 	names := strings.Split(m[2], ",")
 	at := slices.Index(names, "frontend")
@@ -325,46 +410,46 @@ func (s *scaffold) editCompose(doc []byte) ([]byte, error) {
 	text = strings.Replace(text, m[0], m[1]+strings.Join(names, ",")+`"`, 1)
 	// Lists of names in commands (the renewer's): the new one before the callers.
 	text = strings.ReplaceAll(text, `"frontend", "admin"]`, fmt.Sprintf(`%q, "frontend", "admin"]`, s.Name))
-	// Every list of the identity folders init (and the renewer) mount.
 	mount := regexp.MustCompile(`(?m)^(\s*)- frontend-tls:/idwire/frontend\s*$`)
 	if !mount.MatchString(text) {
-		return nil, errors.New("no frontend-tls:/idwire/frontend mount to add the new volume before")
+		return "", errors.New("no frontend-tls:/idwire/frontend mount to add the new volume before")
 	}
 	text = mount.ReplaceAllString(text, fmt.Sprintf("${1}- %s-tls:/idwire/%s\n$0", s.Name, s.Name))
-	// The top-level volume.
 	volume := regexp.MustCompile(`(?m)^  frontend-tls:\s*$`)
 	loc := volume.FindStringIndex(text)
 	if loc == nil {
-		return nil, errors.New("no top-level frontend-tls volume to add the new one before")
+		return "", errors.New("no top-level frontend-tls volume to add the new one before")
 	}
-	out := []byte(text[:loc[0]] + fmt.Sprintf("  %s-tls:\n", s.Name) + text[loc[0]:])
-	// The service, before the demo.
+	return text[:loc[0]] + fmt.Sprintf("  %s-tls:\n", s.Name) + text[loc[0]:], nil
+}
+
+// composeService is the service's own entry. It starts after its peers are
+// healthy or, calling nobody, once its certificate is there: from the
+// renewer when there is one.
+func (s *scaffold) composeService(renewer bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "  %s:\n    <<: *idwire\n    entrypoint: [\"/usr/local/bin/%s\"]\n    environment:\n      <<: *tls-env\n      LISTEN_ADDR: \":%d\"\n", s.Name, s.Name, s.Port)
 	for _, c := range s.Calls {
 		fmt.Fprintf(&b, "      %s: %s:%d\n", c.Env, c.Name, c.Port)
 	}
 	fmt.Fprintf(&b, "    volumes: [\"%s-tls:/etc/idwire/tls:ro\"]\n    healthcheck:\n      <<: *healthcheck\n      test: [\"CMD\", \"/usr/local/bin/%s\", \"healthcheck\"]\n    depends_on:\n", s.Name, s.Name)
-	if len(s.Calls) == 0 {
-		// Certificates first: from the renewer when there is one.
-		if strings.Contains(string(out), "\n  renewer:\n") {
-			b.WriteString("      renewer: {condition: service_healthy}\n")
-		} else {
-			b.WriteString("      init: {condition: service_completed_successfully}\n")
-		}
+	switch {
+	case len(s.Calls) > 0:
+	case renewer:
+		b.WriteString("      renewer: {condition: service_healthy}\n")
+	default:
+		b.WriteString("      init: {condition: service_completed_successfully}\n")
 	}
 	for _, c := range s.Calls {
 		fmt.Fprintf(&b, "      %s: {condition: service_healthy}\n", c.Name)
 	}
 	b.WriteString("\n")
-	demo := regexp.MustCompile(`(?m)^((?:  #.*\n)*)  demo:\n`)
-	loc = demo.FindIndex(out)
-	if loc == nil {
-		return nil, errors.New("no demo service to add the new one before")
-	}
-	out = slices.Concat(out[:loc[0]], []byte(b.String()), out[loc[0]:])
-	// The demo calls every service.
-	text = string(out)
+	return b.String()
+}
+
+// composeDemo gives the demo, which calls every service, the new one's
+// address, and makes it wait until the new one is healthy.
+func (s *scaffold) composeDemo(text string) ([]byte, error) {
 	d := strings.Index(text, "\n  demo:\n")
 	env := strings.Index(text[d:], "      DEMO_CERTS_DIR:")
 	if env < 0 {

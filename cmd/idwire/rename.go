@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -56,23 +55,9 @@ func renameCmd(ctx context.Context, root string, args []string, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "module %s → %s, trust domain %s → %s, image %s → %s: %d files changed\n",
 		r.oldModule, r.newModule, r.oldTD, r.newTD, r.oldImage, r.newImage, len(changed))
-	// The generated code embeds go_package in its raw descriptors: a text
-	// replace there builds but panics at start, so generate it again.
-	for _, step := range [][]string{
-		{"tool", "-modfile=tools/go.mod", "buf", "generate"},
-		{"tool", "-modfile=tools/go.mod", "buf", "generate", "--template", "internal/buf.gen.yaml"},
-		{"build", "./..."},
-	} {
-		if _, err := os.Stat(filepath.Join(root, "internal", "buf.gen.yaml")); err != nil && slices.Contains(step, "--template") {
-			continue
-		}
-		cmd := exec.CommandContext(ctx, "go", step...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(stderr, "idwire rename: go %s: %v\n%s", strings.Join(step, " "), err, out)
-			return 1
-		}
-		fmt.Fprintf(stdout, "ran go %s\n", strings.Join(step, " "))
+	if err := regenerate(ctx, root, stdout); err != nil {
+		fmt.Fprintf(stderr, "idwire rename: %v", err) // ends with the command's output
+		return 1
 	}
 	left, err := brandingLeft(root)
 	if err != nil {
@@ -86,6 +71,26 @@ func renameCmd(ctx context.Context, root string, args []string, stdout, stderr i
 		}
 	}
 	return 0
+}
+
+// regenerate generates the code again and builds everything. The generated
+// code embeds go_package in its raw descriptors: a text replace there
+// builds but panics at start.
+func regenerate(ctx context.Context, root string, stdout io.Writer) error {
+	for _, step := range [][]string{
+		{"tool", "-modfile=tools/go.mod", "buf", "generate"},
+		{"tool", "-modfile=tools/go.mod", "buf", "generate", "--template", "internal/buf.gen.yaml"},
+		{"build", "./..."},
+	} {
+		if _, err := os.Stat(filepath.Join(root, "internal", "buf.gen.yaml")); err != nil && slices.Contains(step, "--template") {
+			continue
+		}
+		if out, err := goCommand(ctx, root, step...); err != nil {
+			return fmt.Errorf("go %s: %v\n%s", strings.Join(step, " "), err, out)
+		}
+		fmt.Fprintf(stdout, "ran go %s\n", strings.Join(step, " "))
+	}
+	return nil
 }
 
 type rename struct {

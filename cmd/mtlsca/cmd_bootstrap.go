@@ -25,18 +25,8 @@ func runBootstrap(e *env, c *command, args []string) int {
 		return code
 	}
 	opts.Names = append(names, pos...)
-	for _, n := range opts.Names {
-		if err := ca.ValidateIdentityName(n); err != nil {
-			return e.usageError(c, "--services: %v", err)
-		}
-	}
-	if opts.TTL != 0 && opts.TTL < ca.MinLeafTTL {
-		return e.usageError(c, "--ttl: %s is below the minimum of %s", opts.TTL, ca.MinLeafTTL)
-	}
-	if opts.TrustDomain != "" {
-		if err := ca.ValidateTrustDomain(opts.TrustDomain); err != nil {
-			return e.usageError(c, "--trust-domain: %v", err)
-		}
+	if msg := checkBootstrap(opts); msg != "" {
+		return e.usageError(c, "%s", msg)
 	}
 	opts.Now = e.now()
 	r, err := ca.Bootstrap(opts)
@@ -50,4 +40,23 @@ func runBootstrap(e *env, c *command, args []string) int {
 		return e.fail(c, err)
 	}
 	return exitOK
+}
+
+// checkBootstrap returns what is wrong with the flags, "" when nothing is;
+// ca.Bootstrap checks them too, but a mistake there is a usage error.
+func checkBootstrap(opts ca.BootstrapOptions) string {
+	for _, n := range opts.Names {
+		if err := ca.ValidateIdentityName(n); err != nil {
+			return fmt.Sprintf("--services: %v", err)
+		}
+	}
+	if opts.TTL != 0 && opts.TTL < ca.MinLeafTTL {
+		return fmt.Sprintf("--ttl: %s is below the minimum of %s", opts.TTL, ca.MinLeafTTL)
+	}
+	if opts.TrustDomain != "" {
+		if err := ca.ValidateTrustDomain(opts.TrustDomain); err != nil {
+			return fmt.Sprintf("--trust-domain: %v", err)
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"fmt"
 	"time"
 
@@ -22,40 +23,52 @@ func runExpiry(e *env, c *command, args []string) int {
 	now := e.now()
 	worst := exitOK
 	for _, f := range files {
-		certs, err := pemfile.ReadCerts(f)
-		if err != nil {
-			fmt.Fprintf(e.stdout, "ERROR    %s: %v\n", f, err)
-			worst = worse(worst, exitFailed)
-			continue
-		}
-		// The certificate that expires first decides (a leaf's intermediate can expire too).
-		first := certs[0]
-		status, label := exitOK, "OK"
-		for _, cert := range certs {
-			window := warn
-			if window == 0 {
-				window = cert.NotAfter.Sub(cert.NotBefore) / 3
-			}
-			s, l := exitOK, "OK"
-			switch left := cert.NotAfter.Sub(now); {
-			case left <= 0:
-				s, l = exitInvalid, "EXPIRED"
-			case left <= window:
-				s, l = exitExpiring, "WARN"
-			}
-			if severity(s) > severity(status) || (s == status && cert.NotAfter.Before(first.NotAfter)) {
-				status, label, first = s, l, cert
-			}
-		}
-		left := first.NotAfter.Sub(now)
-		when := "expires in " + formatDuration(left)
-		if left <= 0 {
-			when = "expired " + formatDuration(left) + " ago"
-		}
-		fmt.Fprintf(e.stdout, "%-8s %s: %s %s (%s)\n", label, f, first.Subject.CommonName, when, first.NotAfter.UTC().Format(time.RFC3339))
+		status, line := expiryOf(f, warn, now)
+		fmt.Fprintln(e.stdout, line)
 		worst = worse(worst, status)
 	}
 	return worst
+}
+
+// expiryOf returns the exit status of the file f and its line of the
+// report.
+func expiryOf(f string, warn time.Duration, now time.Time) (status int, line string) {
+	certs, err := pemfile.ReadCerts(f)
+	if err != nil {
+		return exitFailed, fmt.Sprintf("ERROR    %s: %v", f, err)
+	}
+	status, label, first := firstToExpire(certs, warn, now)
+	left := first.NotAfter.Sub(now)
+	when := "expires in " + formatDuration(left)
+	if left <= 0 {
+		when = "expired " + formatDuration(left) + " ago"
+	}
+	return status, fmt.Sprintf("%-8s %s: %s %s (%s)", label, f, first.Subject.CommonName, when, first.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// firstToExpire finds the certificate that decides a file's status (a
+// leaf's intermediate can expire too): the worst off, and of those the
+// first to expire.
+func firstToExpire(certs []*x509.Certificate, warn time.Duration, now time.Time) (status int, label string, first *x509.Certificate) {
+	first = certs[0]
+	status, label = exitOK, "OK"
+	for _, cert := range certs {
+		window := warn
+		if window == 0 {
+			window = cert.NotAfter.Sub(cert.NotBefore) / 3
+		}
+		s, l := exitOK, "OK"
+		switch left := cert.NotAfter.Sub(now); {
+		case left <= 0:
+			s, l = exitInvalid, "EXPIRED"
+		case left <= window:
+			s, l = exitExpiring, "WARN"
+		}
+		if severity(s) > severity(status) || (s == status && cert.NotAfter.Before(first.NotAfter)) {
+			status, label, first = s, l, cert
+		}
+	}
+	return status, label, first
 }
 
 // severity orders expiry's exit codes, which are not in order: an expired

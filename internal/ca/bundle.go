@@ -76,6 +76,15 @@ func (s *Store) Roll(from string) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkRoll(from, next); err != nil {
+		return err
+	}
+	return s.locked(func() error { return s.rollTo(next) })
+}
+
+// checkRoll refuses to roll to next, loaded from from, unless it is
+// another CA of the same trust domain whose root the bundle holds already.
+func (s *Store) checkRoll(from string, next *Store) error {
 	if next.Config.TrustDomain != s.Config.TrustDomain {
 		return fmt.Errorf("the CA in %s is for trust domain %q, not %q", from, next.Config.TrustDomain, s.Config.TrustDomain)
 	}
@@ -85,38 +94,48 @@ func (s *Store) Roll(from string) error {
 	if !containsCert(s.Bundle, next.Authority.Root) {
 		return fmt.Errorf("the root of %s is not in %s yet: add it (mtlsca bundle add) and roll the bundle out first", from, s.Path(BundleFile))
 	}
-	return s.locked(func() error {
-		stage, err := os.MkdirTemp(s.Dir, ".roll-*")
-		if err != nil {
+	return nil
+}
+
+// rollTo makes next's root and intermediate the current ones, moving the
+// current ones to a new retired folder. The caller holds the lock.
+func (s *Store) rollTo(next *Store) error {
+	stage, err := os.MkdirTemp(s.Dir, ".roll-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	if err := writeCA(stage, next.Authority); err != nil {
+		return err
+	}
+	retired, err := s.newRetiredDir()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{RootDir, IntermediateDir} {
+		if err := os.Rename(s.Path(d), filepath.Join(retired, d)); err != nil {
 			return err
 		}
-		defer os.RemoveAll(stage)
-		if err := writeCA(stage, next.Authority); err != nil {
+		if err := os.Rename(filepath.Join(stage, d), s.Path(d)); err != nil {
 			return err
 		}
-		n := 1
-		for ; ; n++ {
-			if _, err := os.Lstat(s.Path(RetiredDir + "/" + strconv.Itoa(n))); errors.Is(err, fs.ErrNotExist) {
-				break
-			}
+	}
+	s.Config.KeyType = next.Config.KeyType
+	s.Authority = &Authority{TrustDomain: s.Config.TrustDomain, Root: next.Authority.Root, RootKey: next.Authority.RootKey,
+		Intermediate: next.Authority.Intermediate, IntermediateKey: next.Authority.IntermediateKey}
+	return writeJSON(s.Path(ConfigFile), &s.Config)
+}
+
+// newRetiredDir creates the next numbered folder under RetiredDir.
+func (s *Store) newRetiredDir() (string, error) {
+	n := 1
+	for ; ; n++ {
+		if _, err := os.Lstat(s.Path(RetiredDir + "/" + strconv.Itoa(n))); errors.Is(err, fs.ErrNotExist) {
+			break
 		}
-		retired := s.Path(RetiredDir + "/" + strconv.Itoa(n))
-		if err := os.MkdirAll(retired, 0o700); err != nil {
-			return err
-		}
-		for _, d := range []string{RootDir, IntermediateDir} {
-			if err := os.Rename(s.Path(d), filepath.Join(retired, d)); err != nil {
-				return err
-			}
-			if err := os.Rename(filepath.Join(stage, d), s.Path(d)); err != nil {
-				return err
-			}
-		}
-		s.Config.KeyType = next.Config.KeyType
-		s.Authority = &Authority{TrustDomain: s.Config.TrustDomain, Root: next.Authority.Root, RootKey: next.Authority.RootKey,
-			Intermediate: next.Authority.Intermediate, IntermediateKey: next.Authority.IntermediateKey}
-		return writeJSON(s.Path(ConfigFile), &s.Config)
-	})
+	}
+	retired := s.Path(RetiredDir + "/" + strconv.Itoa(n))
+	return retired, os.MkdirAll(retired, 0o700)
 }
 
 // RetiredRoots returns the roots that Roll replaced.

@@ -273,20 +273,9 @@ func (a *Authority) SPIFFEID(name string) *url.URL {
 
 // Issue makes a leaf certificate for req.Name.
 func (a *Authority) Issue(req IssueRequest) (*Leaf, error) {
-	if err := ValidateName(req.Name); err != nil {
+	ttl, err := req.check()
+	if err != nil {
 		return nil, err
-	}
-	for _, d := range req.DNSNames {
-		if err := ValidateDNSName(d); err != nil {
-			return nil, err
-		}
-	}
-	ttl := req.TTL
-	if ttl == 0 {
-		ttl = DefaultLeafTTL
-	}
-	if ttl < MinLeafTTL {
-		return nil, fmt.Errorf("ttl %s is below the minimum of %s", ttl, MinLeafTTL)
 	}
 	now := nowOr(req.Now)
 	if !now.Before(a.Intermediate.NotAfter) {
@@ -294,7 +283,6 @@ func (a *Authority) Issue(req IssueRequest) (*Leaf, error) {
 	}
 	key := req.Key
 	if key == nil {
-		var err error
 		if key, err = GenerateKey(req.KeyType); err != nil {
 			return nil, err
 		}
@@ -315,6 +303,26 @@ func (a *Authority) Issue(req IssueRequest) (*Leaf, error) {
 		return nil, err
 	}
 	return &Leaf{Cert: cert, Chain: []*x509.Certificate{cert, a.Intermediate}, Key: key}, nil
+}
+
+// check validates the names of req and returns its lifetime.
+func (req IssueRequest) check() (time.Duration, error) {
+	if err := ValidateName(req.Name); err != nil {
+		return 0, err
+	}
+	for _, d := range req.DNSNames {
+		if err := ValidateDNSName(d); err != nil {
+			return 0, err
+		}
+	}
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = DefaultLeafTTL
+	}
+	if ttl < MinLeafTTL {
+		return 0, fmt.Errorf("ttl %s is below the minimum of %s", ttl, MinLeafTTL)
+	}
+	return ttl, nil
 }
 
 // Sign signs any template with the intermediate. It sets a random 128-bit

@@ -112,27 +112,32 @@ func (s *Store) issue(req IssueRequest) (*Leaf, error) {
 	if err != nil {
 		return nil, err
 	}
-	var db issuedDB
-	err = readJSON(s.Path(IssuedFile), &db, true)
-	if err == nil {
-		kept := db.Issued[:0]
-		for _, e := range db.Issued {
-			if e.NotAfter.After(now) {
-				kept = append(kept, e)
-			}
-		}
-		db.Issued = append(kept, IssuedEntry{
-			Serial:   FormatSerial(leaf.Cert.SerialNumber),
-			Name:     req.Name,
-			NotAfter: leaf.Cert.NotAfter.UTC(),
-			Root:     Fingerprint(s.Authority.Root),
-		})
-		err = writeJSON(s.Path(IssuedFile), &db)
-	}
-	if err != nil {
+	if err := s.recordIssued(req.Name, leaf.Cert, now); err != nil {
 		return nil, fmt.Errorf("record issued certificate: %w", err)
 	}
 	return leaf, nil
+}
+
+// recordIssued adds cert, issued for name, to the issuance log, dropping
+// the entries expired at now.
+func (s *Store) recordIssued(name string, cert *x509.Certificate, now time.Time) error {
+	var db issuedDB
+	if err := readJSON(s.Path(IssuedFile), &db, true); err != nil {
+		return err
+	}
+	kept := db.Issued[:0]
+	for _, e := range db.Issued {
+		if e.NotAfter.After(now) {
+			kept = append(kept, e)
+		}
+	}
+	db.Issued = append(kept, IssuedEntry{
+		Serial:   FormatSerial(cert.SerialNumber),
+		Name:     name,
+		NotAfter: cert.NotAfter.UTC(),
+		Root:     Fingerprint(s.Authority.Root),
+	})
+	return writeJSON(s.Path(IssuedFile), &db)
 }
 
 // Issued returns the issuance log: every recorded certificate not yet

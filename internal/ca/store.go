@@ -137,6 +137,23 @@ func Init(dir string, opts Options) (*Store, error) {
 	return s, err
 }
 
+// writeNew writes every file of the new CA s into stage.
+func (s *Store) writeNew(stage string) error {
+	if err := writeCA(stage, s.Authority); err != nil {
+		return err
+	}
+	if err := WriteFile(filepath.Join(stage, BundleFile), pemfile.EncodeCerts(s.Authority.Root), 0o644); err != nil {
+		return err
+	}
+	if err := writeJSON(filepath.Join(stage, RevokedFile), &revokedDB{}); err != nil {
+		return err
+	}
+	if err := writeJSON(filepath.Join(stage, IssuedFile), &issuedDB{}); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(stage, ConfigFile), &s.Config)
+}
+
 // initLocked is Init for a caller holding the lock of dir, which exists.
 func initLocked(dir string, opts Options) (*Store, error) {
 	if err := checkNoCA(dir); err != nil { // another process may have won the race
@@ -161,19 +178,7 @@ func initLocked(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create CA directory: %w", err)
 	}
 	defer os.RemoveAll(stage)
-	if err := writeCA(stage, a); err != nil {
-		return nil, err
-	}
-	if err := WriteFile(filepath.Join(stage, BundleFile), pemfile.EncodeCerts(a.Root), 0o644); err != nil {
-		return nil, err
-	}
-	if err := writeJSON(filepath.Join(stage, RevokedFile), &revokedDB{}); err != nil {
-		return nil, err
-	}
-	if err := writeJSON(filepath.Join(stage, IssuedFile), &issuedDB{}); err != nil {
-		return nil, err
-	}
-	if err := writeJSON(filepath.Join(stage, ConfigFile), &s.Config); err != nil {
+	if err := s.writeNew(stage); err != nil {
 		return nil, err
 	}
 	for _, name := range []string{RootDir, IntermediateDir, BundleFile, RevokedFile, IssuedFile, ConfigFile} {

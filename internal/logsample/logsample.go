@@ -97,14 +97,7 @@ func (s *Sampler) prune(now time.Time) {
 // it is cut to max bytes, saying how long it was. Log handlers escape
 // quotes themselves; an escape here is what a reader must see.
 func Text(s string, max int) string {
-	clean := len(s) <= max
-	for _, r := range s {
-		if !clean || !printable(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
+	if len(s) <= max && !strings.ContainsFunc(s, func(r rune) bool { return !printable(r) }) {
 		return s
 	}
 	n := len(s)
@@ -115,10 +108,20 @@ func Text(s string, max int) string {
 		}
 	}
 	var b strings.Builder
-	for i, r := range s[:n] {
+	escape(&b, s[:n])
+	if n < len(s) {
+		fmt.Fprintf(&b, "...(%d bytes)", len(s))
+	}
+	return b.String()
+}
+
+// escape writes s to b, what is not printable escaped as in a Go string
+// literal.
+func escape(b *strings.Builder, s string) {
+	for i, r := range s {
 		switch {
 		case r == utf8.RuneError:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
+			fmt.Fprintf(b, `\x%02x`, s[i])
 		case !printable(r):
 			q := strconv.QuoteRuneToGraphic(r)
 			b.WriteString(q[1 : len(q)-1])
@@ -126,10 +129,6 @@ func Text(s string, max int) string {
 			b.WriteRune(r)
 		}
 	}
-	if n < len(s) {
-		fmt.Fprintf(&b, "...(%d bytes)", len(s))
-	}
-	return b.String()
 }
 
 func printable(r rune) bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -38,6 +39,26 @@ func TestSampler(t *testing.T) {
 			t.Fatalf("step %d (%s): Allow = %v, %d; want %v, %d", i, st.key, ok, n, st.ok, st.wantSuppressed)
 		}
 	}
+}
+
+// TestSamplerRealClock runs a sampler on its default clock, time.Now, in a
+// synctest bubble, whose clock moves only when the test sleeps: the
+// interval is then exact, as with the injected clock above.
+func TestSamplerRealClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := New(0, nil) // DefaultInterval, time.Now
+		want := func(step string, ok bool, suppressed int) {
+			t.Helper()
+			if gotOK, n := s.Allow("a"); gotOK != ok || n != suppressed {
+				t.Fatalf("%s: Allow = %v, %d; want %v, %d", step, gotOK, n, ok, suppressed)
+			}
+		}
+		want("first", true, 0)
+		time.Sleep(DefaultInterval - time.Nanosecond)
+		want("just within the interval", false, 0)
+		time.Sleep(time.Nanosecond)
+		want("one interval after the first", true, 1)
+	})
 }
 
 func TestSamplerNegativeIntervalLogsAll(t *testing.T) {

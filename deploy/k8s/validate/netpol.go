@@ -22,25 +22,55 @@ import (
 // without a workload here (frontend, admin) get their egress policy all the
 // same, for the pods that will carry their label.
 func NetworkPolicies(acls map[string]*Access) []*networkingv1.NetworkPolicy {
-	tcp := corev1.ProtocolTCP
-	udp := corev1.ProtocolUDP
-	grpcPort := []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: ptr(intstr.FromString("grpc"))}}
-	pol := func(name string, sel metav1.LabelSelector, types ...networkingv1.PolicyType) *networkingv1.NetworkPolicy {
-		return &networkingv1.NetworkPolicy{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: types},
+	deny := newPolicy("default-deny", metav1.LabelSelector{}, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)
+	out := []*networkingv1.NetworkPolicy{deny, dnsPolicy()}
+	callees := map[string][]string{} // caller -> servers it may call
+	var anyoneMay []string           // servers any caller may call
+	for _, srv := range sortedKeys(acls) {
+		a := acls[srv]
+		out = append(out, ingressPolicy(srv, a))
+		if a.Anyone {
+			anyoneMay = append(anyoneMay, srv)
+		}
+		for _, c := range a.Callers {
+			callees[c] = append(callees[c], srv)
 		}
 	}
-	idIn := func(ids []string) *metav1.LabelSelector {
-		return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: IdentityLabel, Operator: metav1.LabelSelectorOpIn, Values: ids}}}
+	if len(anyoneMay) > 0 {
+		out = append(out, egressPolicy("any-egress", metav1.LabelSelector{}, anyoneMay))
 	}
-	one := func(id string) metav1.LabelSelector {
-		return metav1.LabelSelector{MatchLabels: map[string]string{IdentityLabel: id}}
+	for _, c := range sortedKeys(callees) {
+		out = append(out, egressPolicy(c+"-egress", oneIdentity(c), callees[c]))
 	}
+	return out
+}
 
-	deny := pol("default-deny", metav1.LabelSelector{}, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress)
-	dns := pol("dns", metav1.LabelSelector{}, networkingv1.PolicyTypeEgress)
+func newPolicy(name string, sel metav1.LabelSelector, types ...networkingv1.PolicyType) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       networkingv1.NetworkPolicySpec{PodSelector: sel, PolicyTypes: types},
+	}
+}
+
+// grpcPort is the port every workload serves on: its container port named grpc.
+func grpcPort() []networkingv1.NetworkPolicyPort {
+	tcp := corev1.ProtocolTCP
+	return []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: ptr(intstr.FromString("grpc"))}}
+}
+
+func identityIn(ids []string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: IdentityLabel, Operator: metav1.LabelSelectorOpIn, Values: ids}}}
+}
+
+func oneIdentity(id string) metav1.LabelSelector {
+	return metav1.LabelSelector{MatchLabels: map[string]string{IdentityLabel: id}}
+}
+
+// dnsPolicy lets every pod reach the cluster DNS.
+func dnsPolicy() *networkingv1.NetworkPolicy {
+	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
+	dns := newPolicy("dns", metav1.LabelSelector{}, networkingv1.PolicyTypeEgress)
 	dns.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{
 		To: []networkingv1.NetworkPolicyPeer{{
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}},
@@ -51,39 +81,28 @@ func NetworkPolicies(acls map[string]*Access) []*networkingv1.NetworkPolicy {
 			{Protocol: &tcp, Port: ptr(intstr.FromInt32(53))},
 		},
 	}}
-	out := []*networkingv1.NetworkPolicy{deny, dns}
+	return dns
+}
 
-	servers := sortedKeys(acls)
-	callees := map[string][]string{} // caller -> servers it may call
-	var anyoneMay []string           // servers any caller may call
-	for _, srv := range servers {
-		in := pol(srv+"-ingress", one(srv), networkingv1.PolicyTypeIngress)
-		a := acls[srv]
-		rule := networkingv1.NetworkPolicyIngressRule{Ports: grpcPort}
-		if a.Anyone {
-			anyoneMay = append(anyoneMay, srv)
-		} else {
-			rule.From = []networkingv1.NetworkPolicyPeer{{PodSelector: idIn(a.Callers)}}
-		}
-		if a.Anyone || len(a.Callers) > 0 {
-			in.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{rule}
-		}
-		out = append(out, in)
-		for _, c := range a.Callers {
-			callees[c] = append(callees[c], srv)
-		}
+// ingressPolicy admits srv's callers on its gRPC port: anyone, the callers
+// the ACLs name, or, when they name none, nobody.
+func ingressPolicy(srv string, a *Access) *networkingv1.NetworkPolicy {
+	in := newPolicy(srv+"-ingress", oneIdentity(srv), networkingv1.PolicyTypeIngress)
+	rule := networkingv1.NetworkPolicyIngressRule{Ports: grpcPort()}
+	if !a.Anyone {
+		rule.From = []networkingv1.NetworkPolicyPeer{{PodSelector: identityIn(a.Callers)}}
 	}
-	if len(anyoneMay) > 0 {
-		e := pol("any-egress", metav1.LabelSelector{}, networkingv1.PolicyTypeEgress)
-		e.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: idIn(anyoneMay)}}, Ports: grpcPort}}
-		out = append(out, e)
+	if a.Anyone || len(a.Callers) > 0 {
+		in.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{rule}
 	}
-	for _, c := range sortedKeys(callees) {
-		e := pol(c+"-egress", one(c), networkingv1.PolicyTypeEgress)
-		e.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: idIn(callees[c])}}, Ports: grpcPort}}
-		out = append(out, e)
-	}
-	return out
+	return in
+}
+
+// egressPolicy lets the pods sel selects reach the gRPC port of servers.
+func egressPolicy(name string, sel metav1.LabelSelector, servers []string) *networkingv1.NetworkPolicy {
+	e := newPolicy(name, sel, networkingv1.PolicyTypeEgress)
+	e.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{PodSelector: identityIn(servers)}}, Ports: grpcPort()}}
+	return e
 }
 
 // NetworkPoliciesYAML is NetworkPolicies as the file base/ includes.

@@ -112,27 +112,13 @@ func secretsOf(spec *corev1.PodSpec) map[string][]string {
 // secrets: each pod reads exactly its own identity's secret (tls.crt and
 // tls.key, nothing else), and no pod reads a secret that holds a CA key.
 func (p *policyCheck) secrets() {
-	caSecrets := map[string]string{} // secret name -> what makes it a CA
+	caSecrets := p.caSecrets()
 	certBySecret := map[string]*cmv1.Certificate{}
 	each(p.objs, func(o *Object, c *cmv1.Certificate) {
 		certBySecret[o.Namespace+"/"+c.Spec.SecretName] = c
-		if c.Spec.IsCA && caSecrets[c.Spec.SecretName] == "" {
-			caSecrets[c.Spec.SecretName] = "written by the CA " + o.String()
-		}
-	})
-	each(p.objs, func(o *Object, i *cmv1.ClusterIssuer) {
-		if i.Spec.CA != nil && caSecrets[i.Spec.CA.SecretName] == "" {
-			caSecrets[i.Spec.CA.SecretName] = "the signing secret of " + o.String()
-		}
-	})
-	each(p.objs, func(o *Object, i *cmv1.Issuer) {
-		if i.Spec.CA != nil && caSecrets[i.Spec.CA.SecretName] == "" {
-			caSecrets[i.Spec.CA.SecretName] = "the signing secret of " + o.String()
-		}
 	})
 	each(p.objs, func(o *Object, d *appsv1.Deployment) {
 		id := p.identity(o, d)
-		own := id + "-tls"
 		spec := &d.Spec.Template.Spec
 		secrets := secretsOf(spec)
 		for name := range secrets {
@@ -143,43 +129,84 @@ func (p *policyCheck) secrets() {
 		if sa := spec.ServiceAccountName; sa != id || d.Name != id {
 			p.fail(o, "Deployment %q, ServiceAccount %q and identity %q must be one name", d.Name, sa, id)
 		}
-		if socket, err := workloadAPISocket(spec); err != nil {
+		socket, err := workloadAPISocket(spec)
+		switch {
+		case err != nil:
 			p.fail(o, "%v", err)
-			return
-		} else if socket != "" {
-			// SPIRE (overlays/spire): the identity comes from the agent,
-			// registered by namespace and service account; no secret.
-			for name := range secrets {
-				p.fail(o, "pod takes its identity from the Workload API (%s) but also mounts secret %q", socket, name)
-			}
-			for _, c := range spec.Containers {
-				for _, e := range c.Env {
-					if e.Name == "TLS_CERT_FILE" || e.Name == "TLS_KEY_FILE" || e.Name == "TLS_CA_FILE" {
-						p.fail(o, "container %s sets %s and SPIFFE_ENDPOINT_SOCKET: they are alternatives", c.Name, e.Name)
-					}
-				}
-			}
-			return
-		}
-		for name, keys := range secrets {
-			if name != own {
-				p.fail(o, "pod of identity %q mounts secret %q; it may mount only its own, %q", id, name, own)
-				continue
-			}
-			slices.Sort(keys)
-			if !slices.Equal(keys, []string{"tls.crt", "tls.key"}) {
-				p.fail(o, "pod takes keys %v of %q; want exactly tls.crt and tls.key (ca.crt comes from the trust bundle)", keys, name)
-			}
-		}
-		if _, ok := secrets[own]; !ok {
-			p.fail(o, "pod does not mount its own secret %q", own)
-		}
-		if c := certBySecret[o.Namespace+"/"+own]; c == nil {
-			p.fail(o, "no Certificate in %s writes secret %q", o.Namespace, own)
-		} else if c.Spec.CommonName != id {
-			p.fail(o, "secret %q is written by a Certificate for CN %q, not %q", own, c.Spec.CommonName, id)
+		case socket != "":
+			p.workloadAPIOnly(o, spec, socket, secrets)
+		default:
+			p.ownSecretOnly(o, id, secrets, certBySecret[o.Namespace+"/"+id+"-tls"])
 		}
 	})
+}
+
+// caSecrets names the secrets that hold a CA key, each with what makes it
+// a CA's: a CA Certificate writes it, or an issuer signs with it.
+func (p *policyCheck) caSecrets() map[string]string {
+	caSecrets := map[string]string{}
+	add := func(name, why string) {
+		if caSecrets[name] == "" {
+			caSecrets[name] = why
+		}
+	}
+	each(p.objs, func(o *Object, c *cmv1.Certificate) {
+		if c.Spec.IsCA {
+			add(c.Spec.SecretName, "written by the CA "+o.String())
+		}
+	})
+	each(p.objs, func(o *Object, i *cmv1.ClusterIssuer) {
+		if i.Spec.CA != nil {
+			add(i.Spec.CA.SecretName, "the signing secret of "+o.String())
+		}
+	})
+	each(p.objs, func(o *Object, i *cmv1.Issuer) {
+		if i.Spec.CA != nil {
+			add(i.Spec.CA.SecretName, "the signing secret of "+o.String())
+		}
+	})
+	return caSecrets
+}
+
+// workloadAPIOnly checks a pod of SPIRE (overlays/spire): its identity comes
+// from the agent, registered by namespace and service account, so it mounts
+// no secret and sets no certificate files.
+func (p *policyCheck) workloadAPIOnly(o *Object, spec *corev1.PodSpec, socket string, secrets map[string][]string) {
+	for name := range secrets {
+		p.fail(o, "pod takes its identity from the Workload API (%s) but also mounts secret %q", socket, name)
+	}
+	for _, c := range spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == "TLS_CERT_FILE" || e.Name == "TLS_KEY_FILE" || e.Name == "TLS_CA_FILE" {
+				p.fail(o, "container %s sets %s and SPIFFE_ENDPOINT_SOCKET: they are alternatives", c.Name, e.Name)
+			}
+		}
+	}
+}
+
+// ownSecretOnly checks that a pod of identity id mounts its own secret, and
+// only its tls.crt and tls.key, and that cert, the Certificate writing
+// that secret, is for id.
+func (p *policyCheck) ownSecretOnly(o *Object, id string, secrets map[string][]string, cert *cmv1.Certificate) {
+	own := id + "-tls"
+	for name, keys := range secrets {
+		if name != own {
+			p.fail(o, "pod of identity %q mounts secret %q; it may mount only its own, %q", id, name, own)
+			continue
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, []string{"tls.crt", "tls.key"}) {
+			p.fail(o, "pod takes keys %v of %q; want exactly tls.crt and tls.key (ca.crt comes from the trust bundle)", keys, name)
+		}
+	}
+	if _, ok := secrets[own]; !ok {
+		p.fail(o, "pod does not mount its own secret %q", own)
+	}
+	if cert == nil {
+		p.fail(o, "no Certificate in %s writes secret %q", o.Namespace, own)
+	} else if cert.Spec.CommonName != id {
+		p.fail(o, "secret %q is written by a Certificate for CN %q, not %q", own, cert.Spec.CommonName, id)
+	}
 }
 
 // SPIFFECSIDriver is the SPIFFE CSI driver, which mounts the SPIRE agent's
@@ -250,32 +277,37 @@ func (p *policyCheck) hardening() {
 			p.fail(o, "a rollout must never drop serving capacity: RollingUpdate with maxUnavailable 0")
 		}
 		for _, c := range spec.Containers {
-			csc := c.SecurityContext
-			if csc == nil || !ptrIs(csc.ReadOnlyRootFilesystem, true) || !ptrIs(csc.AllowPrivilegeEscalation, false) ||
-				csc.Capabilities == nil || !slices.Equal(csc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(csc.Capabilities.Add) > 0 {
-				p.fail(o, "container %s: securityContext must be read-only root, no privilege escalation, capabilities drop ALL", c.Name)
-			}
-			want := []string{c.Command[0], "healthcheck"}
-			for name, pr := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
-				if pr == nil || pr.Exec == nil || !slices.Equal(pr.Exec.Command, want) {
-					p.fail(o, "container %s: %s probe must run %v (kubelet's gRPC probe cannot speak mTLS)", c.Name, name, want)
-				}
-			}
-			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-				p.fail(o, "container %s: needs cpu and memory requests and a memory limit", c.Name)
-			}
+			p.containerHardening(o, c)
 		}
-		covered := false
-		for _, b := range pdbs {
-			sel, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
-			if err == nil && b.Namespace == d.Namespace && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-				covered = true
-			}
-		}
-		if !covered {
+		if !slices.ContainsFunc(pdbs, func(b *policyv1.PodDisruptionBudget) bool { return covers(b, d) }) {
 			p.fail(o, "no PodDisruptionBudget selects its pods")
 		}
 	})
+}
+
+// containerHardening: read-only root, no privilege escalation, no
+// capabilities, probes that run the healthcheck subcommand, and resources.
+func (p *policyCheck) containerHardening(o *Object, c corev1.Container) {
+	csc := c.SecurityContext
+	if csc == nil || !ptrIs(csc.ReadOnlyRootFilesystem, true) || !ptrIs(csc.AllowPrivilegeEscalation, false) ||
+		csc.Capabilities == nil || !slices.Equal(csc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(csc.Capabilities.Add) > 0 {
+		p.fail(o, "container %s: securityContext must be read-only root, no privilege escalation, capabilities drop ALL", c.Name)
+	}
+	want := []string{c.Command[0], "healthcheck"}
+	for name, pr := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+		if pr == nil || pr.Exec == nil || !slices.Equal(pr.Exec.Command, want) {
+			p.fail(o, "container %s: %s probe must run %v (kubelet's gRPC probe cannot speak mTLS)", c.Name, name, want)
+		}
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		p.fail(o, "container %s: needs cpu and memory requests and a memory limit", c.Name)
+	}
+}
+
+// covers reports whether the PodDisruptionBudget b covers d's pods.
+func covers(b *policyv1.PodDisruptionBudget, d *appsv1.Deployment) bool {
+	sel, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
+	return err == nil && b.Namespace == d.Namespace && sel.Matches(labels.Set(d.Spec.Template.Labels))
 }
 
 func ptrIs[T comparable](p *T, v T) bool { return p != nil && *p == v }
@@ -294,54 +326,70 @@ func (p *policyCheck) certificates() {
 		if c.Spec.IsCA {
 			return
 		}
-		name := c.Spec.CommonName
-		leaf, err := authority.Issue(ca.IssueRequest{Name: name})
+		leaf, err := authority.Issue(ca.IssueRequest{Name: c.Spec.CommonName})
 		if err != nil {
-			p.fail(o, "mtlsca would not issue CN %q: %v", name, err)
+			p.fail(o, "mtlsca would not issue CN %q: %v", c.Spec.CommonName, err)
 			return
 		}
-		want := leaf.Cert
-		if c.Name != name || c.Spec.SecretName != name+"-tls" {
-			p.fail(o, "Certificate %q writes secret %q for CN %q: want one name, secret NAME-tls", c.Name, c.Spec.SecretName, name)
-		}
-		if !slices.Equal(c.Spec.DNSNames, want.DNSNames) {
-			p.fail(o, "dnsNames %v, want %v", c.Spec.DNSNames, want.DNSNames)
-		}
-		var uris []string
-		for _, u := range want.URIs {
-			uris = append(uris, u.String())
-		}
-		if !slices.Equal(c.Spec.URIs, uris) || len(c.Spec.IPAddresses) > 0 || len(c.Spec.EmailAddresses) > 0 {
-			p.fail(o, "SANs: uris %v, ips %v, emails %v; want uris %v only", c.Spec.URIs, c.Spec.IPAddresses, c.Spec.EmailAddresses, uris)
-		}
-		life := want.NotAfter.Sub(want.NotBefore) - ca.Backdate
-		renewBefore := time.Duration(float64(life) * (1 - ca.DefaultRenewFraction)).Round(time.Minute)
-		if d := c.Spec.Duration; d == nil || d.Duration != life {
-			p.fail(o, "duration %s, want %s", durationOf(d), life)
-		}
-		if d := c.Spec.RenewBefore; d == nil || d.Duration != renewBefore || c.Spec.RenewBeforePercentage != nil {
-			p.fail(o, "renewBefore %s, want %s (renewal at 2/3 of the lifetime)", durationOf(d), renewBefore)
-		}
-		pk := c.Spec.PrivateKey
-		if pub, ok := want.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() ||
-			pk == nil || pk.Algorithm != cmv1.ECDSAKeyAlgorithm || pk.Size != 256 {
-			p.fail(o, "privateKey %+v, want ECDSA P-256 as mtlsca issues", pk)
-		}
-		if pk == nil || pk.RotationPolicy != cmv1.RotationPolicyAlways {
-			p.fail(o, "privateKey.rotationPolicy must be Always: every renewal gets a new key")
-		}
-		var usages []string
-		for _, u := range c.Spec.Usages {
-			usages = append(usages, string(u))
-		}
-		slices.Sort(usages)
-		if w := usagesOf(want); !slices.Equal(usages, w) {
-			p.fail(o, "usages %v, want %v", usages, w)
-		}
+		p.certificateNames(o, c, leaf.Cert)
+		p.certificateLifetime(o, c, leaf.Cert)
+		p.certificateKey(o, c, leaf.Cert)
 		if r := c.Spec.IssuerRef; r.Kind != "ClusterIssuer" || r.Name != "idwire-ca" {
 			p.fail(o, "issuerRef %s/%s, want ClusterIssuer/idwire-ca", r.Kind, r.Name)
 		}
 	})
+}
+
+// certificateNames: one name for the Certificate, its CN and its secret
+// (NAME-tls), and the SANs mtlsca gives that name.
+func (p *policyCheck) certificateNames(o *Object, c *cmv1.Certificate, want *x509.Certificate) {
+	name := c.Spec.CommonName
+	if c.Name != name || c.Spec.SecretName != name+"-tls" {
+		p.fail(o, "Certificate %q writes secret %q for CN %q: want one name, secret NAME-tls", c.Name, c.Spec.SecretName, name)
+	}
+	if !slices.Equal(c.Spec.DNSNames, want.DNSNames) {
+		p.fail(o, "dnsNames %v, want %v", c.Spec.DNSNames, want.DNSNames)
+	}
+	var uris []string
+	for _, u := range want.URIs {
+		uris = append(uris, u.String())
+	}
+	if !slices.Equal(c.Spec.URIs, uris) || len(c.Spec.IPAddresses) > 0 || len(c.Spec.EmailAddresses) > 0 {
+		p.fail(o, "SANs: uris %v, ips %v, emails %v; want uris %v only", c.Spec.URIs, c.Spec.IPAddresses, c.Spec.EmailAddresses, uris)
+	}
+}
+
+// certificateLifetime: mtlsca's lifetime, renewed at the same fraction of it.
+func (p *policyCheck) certificateLifetime(o *Object, c *cmv1.Certificate, want *x509.Certificate) {
+	life := want.NotAfter.Sub(want.NotBefore) - ca.Backdate
+	renewBefore := time.Duration(float64(life) * (1 - ca.DefaultRenewFraction)).Round(time.Minute)
+	if d := c.Spec.Duration; d == nil || d.Duration != life {
+		p.fail(o, "duration %s, want %s", durationOf(d), life)
+	}
+	if d := c.Spec.RenewBefore; d == nil || d.Duration != renewBefore || c.Spec.RenewBeforePercentage != nil {
+		p.fail(o, "renewBefore %s, want %s (renewal at 2/3 of the lifetime)", durationOf(d), renewBefore)
+	}
+}
+
+// certificateKey: mtlsca's key type and usages, and a new key at every
+// renewal.
+func (p *policyCheck) certificateKey(o *Object, c *cmv1.Certificate, want *x509.Certificate) {
+	pk := c.Spec.PrivateKey
+	if pub, ok := want.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() ||
+		pk == nil || pk.Algorithm != cmv1.ECDSAKeyAlgorithm || pk.Size != 256 {
+		p.fail(o, "privateKey %+v, want ECDSA P-256 as mtlsca issues", pk)
+	}
+	if pk == nil || pk.RotationPolicy != cmv1.RotationPolicyAlways {
+		p.fail(o, "privateKey.rotationPolicy must be Always: every renewal gets a new key")
+	}
+	var usages []string
+	for _, u := range c.Spec.Usages {
+		usages = append(usages, string(u))
+	}
+	slices.Sort(usages)
+	if w := usagesOf(want); !slices.Equal(usages, w) {
+		p.fail(o, "usages %v, want %v", usages, w)
+	}
 }
 
 func durationOf(d *metav1.Duration) string {
@@ -383,15 +431,41 @@ func usagesOf(c *x509.Certificate) []string {
 // reach the callee's gRPC port, and the callee's pods be reached, exactly
 // when the ACLs let the caller call one of the callee's methods.
 func (p *policyCheck) network() {
-	var ns []*corev1.Namespace
-	each(p.objs, func(o *Object, n *corev1.Namespace) { ns = append(ns, n) })
 	var pols []*networkingv1.NetworkPolicy
 	each(p.objs, func(o *Object, n *networkingv1.NetworkPolicy) { pols = append(pols, n) })
-	type workload struct {
-		o      *Object
-		id, ns string
-		port   int32
+	nsLabels := p.namespaceLabels()
+	workloads, ids := p.workloads()
+	for _, w := range workloads {
+		acc := p.acls[w.id]
+		if acc == nil {
+			continue
+		}
+		for caller := range ids {
+			want := acc.Anyone || slices.Contains(acc.Callers, caller)
+			from := endpoint{ns: w.ns, nsLabels: nsLabels(w.ns), pod: labels.Set{IdentityLabel: caller}}
+			to := endpoint{ns: w.ns, nsLabels: nsLabels(w.ns), pod: labels.Set{IdentityLabel: w.id}, port: w.port, portName: "grpc"}
+			in, out := allowed(pols, networkingv1.PolicyTypeIngress, to, from), allowed(pols, networkingv1.PolicyTypeEgress, from, to)
+			if in != want {
+				p.fail(w.o, "NetworkPolicies %s %q in on gRPC; the ACLs %s", verb(in), caller, verbACL(want))
+			}
+			if out != want {
+				p.fail(w.o, "NetworkPolicies %s %q out to it on gRPC; the ACLs %s", verb(out), caller, verbACL(want))
+			}
+		}
 	}
+}
+
+// workload is a Deployment as the network check sees it.
+type workload struct {
+	o      *Object
+	id, ns string
+	port   int32 // of its container port named grpc
+}
+
+// workloads lists the Deployments, checking that each serves a port named
+// grpc and a service of the ACLs, and the identities to try as callers:
+// every workload's, every one the ACLs name, and a stranger.
+func (p *policyCheck) workloads() ([]workload, map[string]bool) {
 	var workloads []workload
 	ids := map[string]bool{"stranger": true}
 	each(p.objs, func(o *Object, d *appsv1.Deployment) {
@@ -418,7 +492,15 @@ func (p *policyCheck) network() {
 			ids[c] = true
 		}
 	}
-	nsLabels := func(name string) labels.Set {
+	return workloads, ids
+}
+
+// namespaceLabels returns the labels a namespace selector sees on a
+// namespace: its own, and the name label every namespace has.
+func (p *policyCheck) namespaceLabels() func(name string) labels.Set {
+	var ns []*corev1.Namespace
+	each(p.objs, func(o *Object, n *corev1.Namespace) { ns = append(ns, n) })
+	return func(name string) labels.Set {
 		l := labels.Set{"kubernetes.io/metadata.name": name}
 		for _, n := range ns {
 			if n.Name == name {
@@ -428,24 +510,6 @@ func (p *policyCheck) network() {
 			}
 		}
 		return l
-	}
-	for _, w := range workloads {
-		acc := p.acls[w.id]
-		if acc == nil {
-			continue
-		}
-		for caller := range ids {
-			want := acc.Anyone || slices.Contains(acc.Callers, caller)
-			from := endpoint{ns: w.ns, nsLabels: nsLabels(w.ns), pod: labels.Set{IdentityLabel: caller}}
-			to := endpoint{ns: w.ns, nsLabels: nsLabels(w.ns), pod: labels.Set{IdentityLabel: w.id}, port: w.port, portName: "grpc"}
-			in, out := allowed(pols, networkingv1.PolicyTypeIngress, to, from), allowed(pols, networkingv1.PolicyTypeEgress, from, to)
-			if in != want {
-				p.fail(w.o, "NetworkPolicies %s %q in on gRPC; the ACLs %s", verb(in), caller, verbACL(want))
-			}
-			if out != want {
-				p.fail(w.o, "NetworkPolicies %s %q out to it on gRPC; the ACLs %s", verb(out), caller, verbACL(want))
-			}
-		}
 	}
 }
 
