@@ -146,7 +146,12 @@ func checkPrincipalText(s string) error {
 func parseSPIFFEPrincipal(s, name string, prefix bool) (Principal, error) {
 	if !prefix {
 		if err := identity.ValidateSPIFFEID(name); err != nil {
-			return Principal{}, fmt.Errorf("principal %q is not a valid SPIFFE ID: %w", s, err)
+			// identity's error quotes s already, after its own prefix,
+			// which would be a second one inside "authz:".
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner
+			}
+			return Principal{}, fmt.Errorf("principal %w", err)
 		}
 		return Principal{Kind: SPIFFEID, Name: name}, nil
 	}

@@ -35,3 +35,20 @@ func TestParsePrincipalRefusesInvisibleCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestParsePrincipalErrors pins the whole text of a refused principal: it
+// is what an operator reads when a service refuses to start, so it names
+// the principal once and carries the package's prefix once.
+func TestParsePrincipalErrors(t *testing.T) {
+	for _, tc := range []struct{ s, want string }{
+		{"spiffe://Authz.Test/x", `authz: principal "spiffe://Authz.Test/x": trust domain may hold only a-z, 0-9, '.', '-', '_'`},
+		{"spiffe://", `authz: principal "spiffe://": SPIFFE ID has no trust domain`},
+		{"spiffe://Td/*", `authz: principal "spiffe://Td/*": "spiffe://Td/" does not start a valid SPIFFE ID (lower-case trust domain; path segments of letters, digits, '.', '-', '_')`},
+		{"dns:", `authz: principal "dns:": empty DNS name`},
+		{"foo:bar", `authz: principal "foo:bar": unknown kind; write a bare common name, "spiffe://..." or "dns:..."`},
+	} {
+		if _, err := ParsePrincipal(tc.s); err == nil || err.Error() != tc.want {
+			t.Errorf("ParsePrincipal(%q) = %v\nwant %s", tc.s, err, tc.want)
+		}
+	}
+}
