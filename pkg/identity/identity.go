@@ -248,31 +248,33 @@ const (
 // SANs, a URI SAN that is not a valid SPIFFE ID as written in the
 // certificate, more than MaxSANs subject alternative names, or no name at
 // all. DNS names are lower-cased and deduplicated here, once, rather than on
-// every call.
+// every call. The error names the certificate and wraps what is wrong with
+// it, which does not: a caller that names the certificate its own way
+// (mtlscreds) unwraps it once, rather than name it twice.
 func FromCertificate(cert *x509.Certificate) (*Identity, error) {
+	if cert == nil {
+		return nil, errors.New("identity: no certificate")
+	}
 	id, err := fromCertificate(cert)
 	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
+		return nil, fmt.Errorf("identity: certificate %s: %w", serial(cert), err)
 	}
 	return id, nil
 }
 
-// fromCertificate is FromCertificate without the package's prefix on its
-// errors, for the exported functions that call it.
+// fromCertificate is FromCertificate without the certificate's name and
+// the package's prefix on its errors.
 func fromCertificate(cert *x509.Certificate) (*Identity, error) {
-	if cert == nil {
-		return nil, errors.New("no certificate")
-	}
 	if err := checkNameCounts(cert); err != nil {
-		return nil, fmt.Errorf("certificate %s %w", serial(cert), err)
+		return nil, err
 	}
 	sid, err := spiffeIDOf(cert)
 	if err != nil {
-		return nil, fmt.Errorf("certificate %s: %w", serial(cert), err)
+		return nil, err
 	}
 	id := &Identity{commonName: cert.Subject.CommonName, spiffeID: sid, dnsNames: normalizeDNSNames(cert.DNSNames), cert: cert}
 	if id.commonName == "" && id.spiffeID == "" && len(id.dnsNames) == 0 {
-		return nil, fmt.Errorf("certificate %s names nobody: no CN, URI or DNS SAN", serial(cert))
+		return nil, errors.New("names nobody: no CN, URI or DNS SAN")
 	}
 	id.name = id.describe()
 	return id, nil
@@ -280,8 +282,7 @@ func fromCertificate(cert *x509.Certificate) (*Identity, error) {
 
 // checkNameCounts refuses a certificate that names its holder ambiguously
 // (several common names) or so often that matching rules against its names
-// would cost more than a handshake should. Its errors read after the
-// certificate's description.
+// would cost more than a handshake should.
 func checkNameCounts(cert *x509.Certificate) error {
 	cns := 0
 	for _, atv := range cert.Subject.Names {

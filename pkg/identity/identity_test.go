@@ -102,6 +102,9 @@ func TestFromCertificate(t *testing.T) {
 					t.Fatalf("FromCertificate returned an identity (%s) with its error", id)
 				}
 				checkPrefixedOnce(t, err)
+				if n := strings.Count(err.Error(), "(serial "); n != 1 {
+					t.Errorf("error %q names the certificate %d times, want once", err, n)
+				}
 				return
 			}
 			if err != nil {

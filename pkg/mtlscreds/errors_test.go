@@ -76,6 +76,9 @@ func TestErrorsArePrefixedOnce(t *testing.T) {
 			c, err := newCreds(tc.opts)
 			refused(t, c, err, []string{tc.wantErr})
 			checkPrefixedOnce(t, err)
+			if n := strings.Count(err.Error(), "(serial "); n > 1 {
+				t.Errorf("error %q names a certificate %d times, want once", err, n)
+			}
 		})
 	}
 

@@ -219,6 +219,11 @@ func (v *verifier) check(chains [][]*x509.Certificate, usage x509.ExtKeyUsage, n
 func leafIdentity(leaf *x509.Certificate) (*identity.Identity, error) {
 	id, err := identity.FromCertificate(leaf)
 	if err != nil {
+		// The RejectError names the certificate: take what is wrong
+		// with it without identity's own naming of it.
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner
+		}
 		if leaf.Subject.CommonName == "" && len(leaf.URIs) == 0 && len(leaf.DNSNames) == 0 && len(leaf.IPAddresses) > 0 {
 			err = fmt.Errorf("names its holder only by IP address (%v), which is no idwire identity: "+
 				"give the certificate a common name, DNS name or SPIFFE ID as well (mtlsca names every certificate all three ways)", leaf.IPAddresses)
