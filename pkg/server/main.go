@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idwire/idwire/internal/pemfile"
+	"github.com/idwire/idwire/pkg/authz"
 	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/mtlscreds"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -136,10 +137,26 @@ func serve(ctx context.Context, cfg Config, svc Service, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	s, err := New(cfg, svc, logger)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: cannot start: %v\n", svc.Name, err)
+		writeStartError(stderr, svc.Name, err)
 		return 1
 	}
 	return s.serveUntil(ctx, hup)
+}
+
+// writeStartError writes why New failed. A policy that does not compile
+// gets a line per problem, each starting with the service's name as the
+// bad flags' lines do, so that every line of a log that interleaves
+// services still says whose it is.
+func writeStartError(w io.Writer, name string, err error) {
+	ce, ok := errors.AsType[*authz.CompileError](err)
+	if !ok || len(ce.Problems) < 2 {
+		fmt.Fprintf(w, "%s: cannot start: %v\n", name, err)
+		return
+	}
+	fmt.Fprintf(w, "%s: cannot start: the authorization policy has %d problems:\n", name, len(ce.Problems))
+	for _, p := range ce.Problems {
+		fmt.Fprintf(w, "%s: %v\n", name, p)
+	}
 }
 
 // serveUntil serves until ctx is done, then drains for up to the

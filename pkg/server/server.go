@@ -244,7 +244,7 @@ func (s *Server) newGRPCServer(svc Service) error {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	if err := s.authz.Compile(s.grpc); err != nil {
-		return fmt.Errorf("authorization policy: %w", err)
+		return err // "authz: cannot compile the policy ...": context enough
 	}
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
 	return nil

@@ -18,6 +18,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/internal/ca"
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/logbuf"
@@ -147,6 +148,43 @@ func TestRunStartupErrors(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tt.want) {
 				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestRunListsPolicyProblems: a service whose policy does not compile
+// exits 1 with a line per problem, each naming the service.
+func TestRunListsPolicyProblems(t *testing.T) {
+	dir := pki(t, "store")
+	cfg := config(dir, "store")
+	args := []string{"--listen", cfg.Listen, "--cert", cfg.CertFile, "--key", cfg.KeyFile, "--ca", cfg.CAFile}
+	for _, tc := range []struct {
+		name  string
+		rules map[string]*authzv1.Rule
+		want  []string
+	}{
+		{"one problem", map[string]*authzv1.Rule{"nothing.v1.Nothing": {AllowAuthenticated: true}},
+			[]string{`store: cannot start: authz: cannot compile the policy: Options.Rules["nothing.v1.Nothing"] names no registered service or method`}},
+		{"two problems", map[string]*authzv1.Rule{"nothing.v1.Nothing": {AllowAuthenticated: true}, "/nothing.v1.Nothing/Get": {AllowAuthenticated: true}},
+			[]string{
+				"store: cannot start: the authorization policy has 2 problems:",
+				`store: Options.Rules["/nothing.v1.Nothing/Get"] names no registered service or method`,
+				`store: Options.Rules["nothing.v1.Nothing"] names no registered service or method`,
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"LISTEN_ADDR", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "SPIFFE_ENDPOINT_SOCKET", "AUTHZ_POLICY_FILE"} {
+				t.Setenv(k, "")
+			}
+			svc := servertest.StoreService("store")
+			svc.Rules = tc.rules
+			var stderr bytes.Buffer
+			if code := server.Run(context.Background(), args, svc, &stderr); code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			if got := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n"); !slices.Equal(got, tc.want) {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), strings.Join(tc.want, "\n"))
 			}
 		})
 	}
