@@ -16,7 +16,7 @@ import (
 
 // TestErrorsPrefixedOnce: every error the package returns says "authz:"
 // exactly once, at the exported boundary, however deep it was made. A
-// server wraps it in its own context ("authorization policy: authz: ..."),
+// caller wraps it in its own context ("store: cannot start: authz: ..."),
 // and a second "authz:" inside would only be noise on the line an operator
 // reads when a service refuses to start.
 func TestErrorsPrefixedOnce(t *testing.T) {
