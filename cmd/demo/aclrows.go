@@ -13,7 +13,7 @@ import (
 
 	"github.com/idwire/idwire/internal/acl"
 	"github.com/idwire/idwire/internal/ca"
-	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/services/catalog"
 )
 
@@ -38,36 +38,58 @@ func aclRows(ctx context.Context, t targets) ([]aclRow, error) {
 	}
 	var rows []aclRow
 	for _, e := range catalog.Entries {
-		conns := map[string]*server.Conn{}
-		for _, name := range as {
-			dir := filepath.Join(t.certs, name)
-			c, err := server.Dial(t.addrs[e.Name], server.ClientConfig{
-				CertFile:       filepath.Join(dir, ca.CertFile),
-				KeyFile:        filepath.Join(dir, ca.KeyFile),
-				CAFile:         filepath.Join(dir, ca.BundleFile),
-				ServerIdentity: e.Name,
-				Logger:         t.logger,
-			})
-			if err != nil {
-				return rows, fmt.Errorf("%s calling %s: %w", name, e.Name, err)
-			}
-			defer c.Close()
-			conns[name] = c
+		conns, err := dialEach(t, e.Name, as)
+		if err != nil {
+			return rows, err
 		}
-		for _, r := range acl.FromServices(e.Services()) {
-			row := aclRow{method: strings.TrimPrefix(r.Method, "/")}
-			for _, name := range as {
-				if r.Admits(acl.Workload(name, t.trustDomain)) {
-					row.want = append(row.want, name)
-				}
-				if acl.Admitted(acl.Call(ctx, conns[name], r)) {
-					row.got = append(row.got, name)
-				}
-			}
-			rows = append(rows, row)
+		rows = append(rows, methodRows(ctx, t, e, as, conns)...)
+		for _, c := range conns {
+			c.Close()
 		}
 	}
 	return rows, nil
+}
+
+// dialEach connects to the service as each of the identities.
+func dialEach(t targets, service string, as []string) (map[string]*client.Conn, error) {
+	conns := map[string]*client.Conn{}
+	for _, name := range as {
+		dir := filepath.Join(t.certs, name)
+		c, err := client.Dial(t.addrs[service], client.Config{
+			CertFile:       filepath.Join(dir, ca.CertFile),
+			KeyFile:        filepath.Join(dir, ca.KeyFile),
+			CAFile:         filepath.Join(dir, ca.BundleFile),
+			ServerIdentity: service,
+			Logger:         t.logger,
+		})
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, fmt.Errorf("%s calling %s: %w", name, service, err)
+		}
+		conns[name] = c
+	}
+	return conns, nil
+}
+
+// methodRows calls each method of e as each identity of as, over its
+// connection in conns.
+func methodRows(ctx context.Context, t targets, e catalog.Entry, as []string, conns map[string]*client.Conn) []aclRow {
+	var rows []aclRow
+	for _, r := range acl.FromServices(e.Services()) {
+		row := aclRow{method: strings.TrimPrefix(r.Method, "/")}
+		for _, name := range as {
+			if r.Admits(acl.Workload(name, t.trustDomain)) {
+				row.want = append(row.want, name)
+			}
+			if acl.Admitted(acl.Call(ctx, conns[name], r)) {
+				row.got = append(row.got, name)
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
 }
 
 func list(names []string) string {

@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +41,28 @@ import (
 
 func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
 
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, code := parseOptions(args, stderr)
+	if o == nil {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	tmp, err := os.MkdirTemp("", "idwire-demo-")
+	if err != nil {
+		fmt.Fprintf(stderr, "demo: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	t, stop, err := o.setUp(tmp, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "demo: %v\n", err)
+		return 1
+	}
+	defer stop()
+	return check(ctx, t, stdout, stderr)
+}
+
 type options struct {
 	addrs       map[string]*string // service name → --NAME-addr
 	certs       string
@@ -50,15 +71,15 @@ type options struct {
 	verbose     bool
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// parseOptions reads the flags. Without options, the demo exits with code:
+// 0 after -h, 2 (usage) after a bad flag.
+func parseOptions(args []string, stderr io.Writer) (*options, int) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := options{addrs: map[string]*string{}}
-	var flagNames []string
+	o := &options{addrs: map[string]*string{}}
 	for _, e := range catalog.Entries {
 		env := strings.ToUpper(e.Name) + "_ADDR"
 		o.addrs[e.Name] = fs.String(e.Name+"-addr", server.Env(env, ""), e.Name+" service to call (env "+env+"); none set: start the services here")
-		flagNames = append(flagNames, "--"+e.Name+"-addr")
 	}
 	fs.StringVar(&o.certs, "certs", server.Env("DEMO_CERTS_DIR", ""), "folder holding identity folders (frontend/, admin/, ...) to call as (env DEMO_CERTS_DIR); required with the address flags")
 	fs.StringVar(&o.trustDomain, "trust-domain", "idwire.local", "trust domain of the temporary CA")
@@ -66,71 +87,92 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.verbose, "v", false, "show the services' JSON logs (embedded mode)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return nil, 0
 		}
-		return 2
+		return nil, 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
+	if o.remote() && !o.complete() {
+		var names []string
+		for _, e := range catalog.Entries {
+			names = append(names, "--"+e.Name+"-addr")
+		}
+		fmt.Fprintf(stderr, "demo: %s and --certs go together\n", strings.Join(names, ", "))
+		return nil, 2
+	}
+	return o, 0
+}
 
-	remote, complete := false, o.certs != ""
+// remote is whether any service is to be called where it runs already.
+func (o *options) remote() bool {
 	for _, a := range o.addrs {
-		remote = remote || *a != ""
-		complete = complete && *a != ""
-	}
-	var (
-		t   targets
-		err error
-	)
-	tmp, err := os.MkdirTemp("", "idwire-demo-")
-	if err != nil {
-		fmt.Fprintf(stderr, "demo: %v\n", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	if remote {
-		if !complete {
-			fmt.Fprintf(stderr, "demo: %s and --certs go together\n", strings.Join(flagNames, ", "))
-			return 2
+		if *a != "" {
+			return true
 		}
-		t = targets{addrs: map[string]string{}, certs: o.certs}
+	}
+	return false
+}
+
+// complete is whether every service has an address, and there are
+// certificates to call them with.
+func (o *options) complete() bool {
+	for _, a := range o.addrs {
+		if *a == "" {
+			return false
+		}
+	}
+	return o.certs != ""
+}
+
+// setUp finds the services to call, already running, or starts them here
+// with a CA in tmp, and the identities to call them as. stop stops the ones
+// started.
+func (o *options) setUp(tmp string, stdout, stderr io.Writer) (t targets, stop func(), err error) {
+	if o.remote() {
+		t, stop = targets{addrs: map[string]string{}, certs: o.certs}, func() {}
 		for name, a := range o.addrs {
 			t.addrs[name] = *a
 		}
-	} else {
-		logs := io.Discard
-		if o.verbose {
-			logs = stderr
-		}
-		var stop func()
-		t, stop, err = startEmbedded(filepath.Join(tmp, "ca"), o.trustDomain, logs)
-		if err != nil {
-			fmt.Fprintf(stderr, "demo: %v\n", err)
-			return 1
-		}
-		defer stop()
-		fmt.Fprintf(stdout, "CA in %s;", t.certs)
-		for i, e := range catalog.Entries {
-			sep := ","
-			if i == 0 {
-				sep = ""
-			}
-			fmt.Fprintf(stdout, "%s %s at %s", sep, e.Name, t.addrs[e.Name])
-		}
-		fmt.Fprint(stdout, "\n\n")
+	} else if t, stop, err = o.startEmbedded(tmp, stdout, stderr); err != nil {
+		return targets{}, nil, err
 	}
-	foreign, err := foreignIdentity(filepath.Join(tmp, "foreign"), filepath.Join(t.certs, "frontend", ca.BundleFile))
+	t.foreign, err = foreignIdentity(filepath.Join(tmp, "foreign"), filepath.Join(t.certs, "frontend", ca.BundleFile))
 	if err != nil {
-		fmt.Fprintf(stderr, "demo: foreign CA: %v\n", err)
-		return 1
+		stop()
+		return targets{}, nil, fmt.Errorf("foreign CA: %w", err)
 	}
-	t.foreign = foreign
 	t.trustDomain = o.trustDomain
 	t.logger = slog.New(slog.DiscardHandler)
 	if o.verbose {
 		t.logger = slog.New(slog.NewJSONHandler(stderr, nil))
 	}
+	return t, stop, nil
+}
 
+// startEmbedded starts the services with a CA in tmp, and says where.
+func (o *options) startEmbedded(tmp string, stdout, stderr io.Writer) (targets, func(), error) {
+	logs := io.Discard
+	if o.verbose {
+		logs = stderr
+	}
+	t, stop, err := startEmbedded(filepath.Join(tmp, "ca"), o.trustDomain, logs)
+	if err != nil {
+		return targets{}, nil, err
+	}
+	fmt.Fprintf(stdout, "CA in %s;", t.certs)
+	for i, e := range catalog.Entries {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		fmt.Fprintf(stdout, "%s %s at %s", sep, e.Name, t.addrs[e.Name])
+	}
+	fmt.Fprint(stdout, "\n\n")
+	return t, stop, nil
+}
+
+// check runs both parts of the scenario, prints what came out and returns
+// the exit code: 1 if anything differs from what the ACLs say.
+func check(ctx context.Context, t targets, stdout, stderr io.Writer) int {
 	results, err := runScenario(ctx, t)
 	printMatrix(stdout, results)
 	if err != nil {
@@ -166,49 +208,48 @@ type targets struct {
 // startEmbedded bootstraps a CA in dir and starts every service of the
 // catalog in this process on loopback ports chosen by the kernel.
 func startEmbedded(dir, trustDomain string, logs io.Writer) (targets, func(), error) {
+	if err := catalog.Check(catalog.Entries); err != nil {
+		return targets{}, nil, err
+	}
 	if _, err := ca.Bootstrap(ca.BootstrapOptions{Dir: dir, TrustDomain: trustDomain, Names: catalog.Identities()}); err != nil {
 		return targets{}, nil, err
 	}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	cfg := func(name string) server.Config {
-		return server.Config{
-			Listen:   "127.0.0.1:0",
-			CertFile: filepath.Join(dir, name, ca.CertFile),
-			KeyFile:  filepath.Join(dir, name, ca.KeyFile),
-			CAFile:   filepath.Join(dir, name, ca.BundleFile),
-			CallLog:  server.CallLogAll, // -v shows every call
-		}
-	}
 	var running []*server.Server
-	stop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for i := len(running) - 1; i >= 0; i-- {
-			running[i].Shutdown(ctx)
-		}
-	}
-	if err := catalog.Check(catalog.Entries); err != nil {
-		return targets{}, nil, err
-	}
-	start := func(name string, svc server.Service) (net.Addr, error) {
-		s, err := server.New(cfg(name), svc, logger)
+	stop := func() { shutdown(running) }
+	addrs := map[string]string{}
+	for _, e := range catalog.Entries { // each after those it calls
+		s, err := server.New(embeddedConfig(dir, e.Name), e.New(addrs), logger)
 		if err != nil {
-			return nil, fmt.Errorf("starting %s: %w", name, err)
+			stop()
+			return targets{}, nil, fmt.Errorf("starting %s: %w", e.Name, err)
 		}
 		running = append(running, s)
 		go s.Serve()
-		return s.Addr(), nil
-	}
-	addrs := map[string]string{}
-	for _, e := range catalog.Entries {
-		addr, err := start(e.Name, e.New(addrs))
-		if err != nil {
-			stop()
-			return targets{}, nil, err
-		}
-		addrs[e.Name] = addr.String()
+		addrs[e.Name] = s.Addr().String()
 	}
 	return targets{addrs: addrs, certs: dir}, stop, nil
+}
+
+// embeddedConfig is the config of the service name with its certificate
+// from the CA in dir.
+func embeddedConfig(dir, name string) server.Config {
+	return server.Config{
+		Listen:   "127.0.0.1:0",
+		CertFile: filepath.Join(dir, name, ca.CertFile),
+		KeyFile:  filepath.Join(dir, name, ca.KeyFile),
+		CAFile:   filepath.Join(dir, name, ca.BundleFile),
+		CallLog:  server.CallLogAll, // -v shows every call
+	}
+}
+
+// shutdown stops the services, callers before those they call.
+func shutdown(running []*server.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := len(running) - 1; i >= 0; i-- {
+		running[i].Shutdown(ctx)
+	}
 }
 
 // foreignIdentity writes a "frontend" certificate from a freshly made CA

@@ -23,7 +23,7 @@ import (
 	paymentv1 "github.com/idwire/idwire/gen/payment/v1"
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/ca"
-	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/pkg/client"
 )
 
 // result is one row of the matrix.
@@ -56,7 +56,7 @@ func (c *caller) Close() {
 func dialAs(name, dir, bundle string, t targets) (*caller, error) {
 	c := &caller{name: name, health: map[string]healthpb.HealthClient{}}
 	conn := func(target, peer string) (grpc.ClientConnInterface, error) {
-		cc, err := server.Dial(target, server.ClientConfig{
+		cc, err := client.Dial(target, client.Config{
 			CertFile:       filepath.Join(dir, ca.CertFile),
 			KeyFile:        filepath.Join(dir, ca.KeyFile),
 			CAFile:         bundle,
@@ -126,127 +126,175 @@ func runScenario(ctx context.Context, t targets) ([]result, error) {
 			return nil, nil // the story needs the three examples; the ACL rows still run
 		}
 	}
-	bundle := filepath.Join(t.certs, "frontend", ca.BundleFile)
-	var callers []*caller
-	dial := func(name string) (*caller, error) {
-		c, err := dialAs(name, filepath.Join(t.certs, name), bundle, t)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		callers = append(callers, c)
-		return c, nil
+	c, err := dialCast(t)
+	if err != nil {
+		return nil, err
 	}
+	defer c.Close()
+	s := &scenario{ctx: ctx, cast: c}
+	uid, err := s.users()
+	if err != nil {
+		return s.results, err
+	}
+	oid, pid, err := s.placeOrder(uid)
+	if err != nil {
+		return s.results, err
+	}
+	s.charges(uid, pid)
+	s.cancelOrder(oid, pid)
+	s.strangers(oid)
+	return s.results, nil
+}
+
+// cast is the scenario's callers.
+type cast struct {
+	frontend, admin, payment *caller
+	foreign                  *caller // "frontend" from a CA nobody trusts
+	anon                     *caller // no certificate
+}
+
+// dialCast connects every caller of the scenario to the three services.
+func dialCast(t targets) (_ *cast, err error) {
+	c := &cast{}
 	defer func() {
-		for _, c := range callers {
+		if err != nil {
 			c.Close()
 		}
 	}()
-	frontend, err := dial("frontend")
-	if err != nil {
-		return nil, err
+	bundle := filepath.Join(t.certs, "frontend", ca.BundleFile)
+	for _, as := range []struct {
+		dst  **caller
+		name string
+	}{{&c.frontend, "frontend"}, {&c.admin, "admin"}, {&c.payment, "payment"}} {
+		if *as.dst, err = dialAs(as.name, filepath.Join(t.certs, as.name), bundle, t); err != nil {
+			return nil, fmt.Errorf("%s: %w", as.name, err)
+		}
 	}
-	admin, err := dial("admin")
-	if err != nil {
-		return nil, err
-	}
-	payment, err := dial("payment")
-	if err != nil {
-		return nil, err
-	}
-	foreign, err := dialAs("frontend from a foreign CA", t.foreign, filepath.Join(t.foreign, ca.BundleFile), t)
-	if err != nil {
+	if c.foreign, err = dialAs("frontend from a foreign CA", t.foreign, filepath.Join(t.foreign, ca.BundleFile), t); err != nil {
 		return nil, fmt.Errorf("foreign caller: %w", err)
 	}
-	callers = append(callers, foreign)
-	anon, err := dialAnonymous(bundle, t)
-	if err != nil {
+	if c.anon, err = dialAnonymous(bundle, t); err != nil {
 		return nil, fmt.Errorf("caller without certificate: %w", err)
 	}
-	callers = append(callers, anon)
+	return c, nil
+}
 
-	var results []result
-	check := func(c *caller, call string, want codes.Code, err error, note string) bool {
-		got := status.Code(err)
-		if got != want && err != nil {
-			note = status.Convert(err).Message()
+func (c *cast) Close() {
+	for _, cl := range []*caller{c.frontend, c.admin, c.payment, c.foreign, c.anon} {
+		if cl != nil {
+			cl.Close()
 		}
-		results = append(results, result{caller: c.name, call: call, want: want, got: got, note: note})
-		return got == want
 	}
+}
 
-	// A user, created by the admin, with an address of this run's own, so
-	// the demo can run again against services that keep their users (the
-	// compose test does, after the first certificates expired).
-	cu, err := admin.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada-" + strings.ToLower(rand.Text()[:8]) + "@example.com", DisplayName: "Ada Lovelace"})
-	if !check(admin, "UserService/CreateUser", codes.OK, err, "user "+cu.GetUser().GetId()) {
-		return results, errors.New("cannot go on without a user")
+// scenario collects a row per call.
+type scenario struct {
+	ctx context.Context
+	*cast
+	results []result
+}
+
+// check records the call's outcome, and whether it was the one wanted.
+func (s *scenario) check(c *caller, call string, want codes.Code, err error, note string) bool {
+	got := status.Code(err)
+	if got != want && err != nil {
+		note = status.Convert(err).Message()
 	}
-	uid := cu.GetUser().GetId()
+	s.results = append(s.results, result{caller: c.name, call: call, want: want, got: got, note: note})
+	return got == want
+}
+
+// users: a user, created by the admin, read by those allowed to. Its
+// address is this run's own, so the demo can run again against services
+// that keep their users (the compose test does, after the first
+// certificates expired).
+func (s *scenario) users() (uid string, err error) {
+	ctx, frontend, admin := s.ctx, s.frontend, s.admin
+	cu, err := admin.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada-" + strings.ToLower(rand.Text()[:8]) + "@example.com", DisplayName: "Ada Lovelace"})
+	if !s.check(admin, "UserService/CreateUser", codes.OK, err, "user "+cu.GetUser().GetId()) {
+		return "", errors.New("cannot go on without a user")
+	}
+	uid = cu.GetUser().GetId()
 	_, err = frontend.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "eve@example.com", DisplayName: "Eve"})
-	check(frontend, "UserService/CreateUser", codes.PermissionDenied, err, "")
-	for _, c := range []*caller{admin, payment} {
+	s.check(frontend, "UserService/CreateUser", codes.PermissionDenied, err, "")
+	for _, c := range []*caller{admin, s.payment} {
 		_, err = c.users.GetUser(ctx, &userv1.GetUserRequest{Id: uid})
-		check(c, "UserService/GetUser", codes.OK, err, "")
+		s.check(c, "UserService/GetUser", codes.OK, err, "")
 	}
 	_, err = frontend.users.GetUser(ctx, &userv1.GetUserRequest{Id: uid})
-	check(frontend, "UserService/GetUser", codes.PermissionDenied, err, "")
+	s.check(frontend, "UserService/GetUser", codes.PermissionDenied, err, "")
 	n, err := listUsers(ctx, admin.users)
-	check(admin, "UserService/ListUsers (stream)", codes.OK, err, fmt.Sprintf("%d user(s)", n))
+	s.check(admin, "UserService/ListUsers (stream)", codes.OK, err, fmt.Sprintf("%d user(s)", n))
 	_, err = listUsers(ctx, frontend.users)
-	check(frontend, "UserService/ListUsers (stream)", codes.PermissionDenied, err, "")
+	s.check(frontend, "UserService/ListUsers (stream)", codes.PermissionDenied, err, "")
+	return uid, nil
+}
 
-	// An order placed by the front end: order checks the user and charges
-	// through payment, as "order".
+// placeOrder: an order placed by the front end. Order checks the user and
+// charges through payment, as "order".
+func (s *scenario) placeOrder(uid string) (oid, pid string, err error) {
+	ctx, frontend := s.ctx, s.frontend
 	co, err := frontend.orders.CreateOrder(ctx, &orderv1.CreateOrderRequest{UserId: uid, Description: "Analytical Engine, punch cards", AmountMinor: 12_999, CurrencyCode: "EUR"})
-	if !check(frontend, "OrderService/CreateOrder", codes.OK, err, "order "+co.GetOrder().GetId()+", paid by "+co.GetOrder().GetPaymentId()) {
-		return results, errors.New("cannot go on without an order")
+	if !s.check(frontend, "OrderService/CreateOrder", codes.OK, err, "order "+co.GetOrder().GetId()+", paid by "+co.GetOrder().GetPaymentId()) {
+		return "", "", errors.New("cannot go on without an order")
 	}
-	oid, pid := co.GetOrder().GetId(), co.GetOrder().GetPaymentId()
-	_, err = payment.orders.CreateOrder(ctx, &orderv1.CreateOrderRequest{UserId: uid, Description: "x", AmountMinor: 1, CurrencyCode: "EUR"})
-	check(payment, "OrderService/CreateOrder", codes.PermissionDenied, err, "")
+	oid, pid = co.GetOrder().GetId(), co.GetOrder().GetPaymentId()
+	_, err = s.payment.orders.CreateOrder(ctx, &orderv1.CreateOrderRequest{UserId: uid, Description: "x", AmountMinor: 1, CurrencyCode: "EUR"})
+	s.check(s.payment, "OrderService/CreateOrder", codes.PermissionDenied, err, "")
 	_, err = frontend.orders.GetOrder(ctx, &orderv1.GetOrderRequest{Id: oid})
-	check(frontend, "OrderService/GetOrder", codes.OK, err, "")
-	gp, err := admin.payments.GetPayment(ctx, &paymentv1.GetPaymentRequest{Id: pid})
-	check(admin, "PaymentService/GetPayment", codes.OK, err, gp.GetPayment().GetStatus().String())
-	_, err = frontend.payments.GetPayment(ctx, &paymentv1.GetPaymentRequest{Id: pid})
-	check(frontend, "PaymentService/GetPayment", codes.PermissionDenied, err, "")
-	// Only the order service may charge: not the front end, not even the
-	// admin, and not payment itself.
-	for _, c := range []*caller{frontend, admin, payment} {
-		_, err = c.payments.Charge(ctx, &paymentv1.ChargeRequest{OrderId: "ord_forged", UserId: uid, AmountMinor: 100, CurrencyCode: "EUR"})
-		check(c, "PaymentService/Charge", codes.PermissionDenied, err, "")
-	}
+	s.check(frontend, "OrderService/GetOrder", codes.OK, err, "")
+	return oid, pid, nil
+}
 
-	// Cancelled by the front end: order refunds through payment.
+// charges: the admin may read the payment, the front end may not; only the
+// order service may charge: not the front end, not even the admin, and not
+// payment itself.
+func (s *scenario) charges(uid, pid string) {
+	ctx := s.ctx
+	gp, err := s.admin.payments.GetPayment(ctx, &paymentv1.GetPaymentRequest{Id: pid})
+	s.check(s.admin, "PaymentService/GetPayment", codes.OK, err, gp.GetPayment().GetStatus().String())
+	_, err = s.frontend.payments.GetPayment(ctx, &paymentv1.GetPaymentRequest{Id: pid})
+	s.check(s.frontend, "PaymentService/GetPayment", codes.PermissionDenied, err, "")
+	for _, c := range []*caller{s.frontend, s.admin, s.payment} {
+		_, err = c.payments.Charge(ctx, &paymentv1.ChargeRequest{OrderId: "ord_forged", UserId: uid, AmountMinor: 100, CurrencyCode: "EUR"})
+		s.check(c, "PaymentService/Charge", codes.PermissionDenied, err, "")
+	}
+}
+
+// cancelOrder: cancelled by the front end, the order is refunded through
+// payment, once.
+func (s *scenario) cancelOrder(oid, pid string) {
+	ctx, frontend, admin := s.ctx, s.frontend, s.admin
 	cc, err := frontend.orders.CancelOrder(ctx, &orderv1.CancelOrderRequest{Id: oid, Reason: "changed my mind"})
-	check(frontend, "OrderService/CancelOrder", codes.OK, err, cc.GetOrder().GetStatus().String())
-	gp, err = admin.payments.GetPayment(ctx, &paymentv1.GetPaymentRequest{Id: pid})
-	check(admin, "PaymentService/GetPayment", codes.OK, err, gp.GetPayment().GetStatus().String())
+	s.check(frontend, "OrderService/CancelOrder", codes.OK, err, cc.GetOrder().GetStatus().String())
+	gp, err := admin.payments.GetPayment(ctx, &paymentv1.GetPaymentRequest{Id: pid})
+	s.check(admin, "PaymentService/GetPayment", codes.OK, err, gp.GetPayment().GetStatus().String())
 	if err == nil && gp.GetPayment().GetStatus() != paymentv1.PaymentStatus_PAYMENT_STATUS_REFUNDED {
-		results[len(results)-1].got = codes.Unknown
-		results[len(results)-1].note = "payment is " + gp.GetPayment().GetStatus().String() + ", want REFUNDED"
+		s.results[len(s.results)-1].got = codes.Unknown
+		s.results[len(s.results)-1].note = "payment is " + gp.GetPayment().GetStatus().String() + ", want REFUNDED"
 	}
 	_, err = frontend.orders.CancelOrder(ctx, &orderv1.CancelOrderRequest{Id: oid})
-	check(frontend, "OrderService/CancelOrder (again)", codes.FailedPrecondition, err, "cancelled already")
+	s.check(frontend, "OrderService/CancelOrder (again)", codes.FailedPrecondition, err, "cancelled already")
 	_, err = admin.payments.Refund(ctx, &paymentv1.RefundRequest{PaymentId: pid})
-	check(admin, "PaymentService/Refund (again)", codes.FailedPrecondition, err, "allowed, but refunded already")
+	s.check(admin, "PaymentService/Refund (again)", codes.FailedPrecondition, err, "allowed, but refunded already")
 	_, err = frontend.payments.Refund(ctx, &paymentv1.RefundRequest{PaymentId: pid})
-	check(frontend, "PaymentService/Refund", codes.PermissionDenied, err, "")
+	s.check(frontend, "PaymentService/Refund", codes.PermissionDenied, err, "")
+}
 
-	// Any verified caller may ask for health; strangers get nothing.
-	_, err = frontend.health["payment"].Check(ctx, &healthpb.HealthCheckRequest{})
-	check(frontend, "payment grpc.health.v1.Health/Check", codes.OK, err, "")
-
-	// A certificate from another CA, or none, does not get past the TLS
-	// handshake: the server refuses the connection, which the client sees
-	// as UNAVAILABLE (there is no RPC to answer with a status).
-	for _, c := range []*caller{foreign, anon} {
+// strangers: any verified caller may ask for health, but a certificate
+// from another CA, or none, does not get past the TLS handshake: the
+// server refuses the connection, which the client sees as UNAVAILABLE
+// (there is no RPC to answer with a status).
+func (s *scenario) strangers(oid string) {
+	ctx := s.ctx
+	_, err := s.frontend.health["payment"].Check(ctx, &healthpb.HealthCheckRequest{})
+	s.check(s.frontend, "payment grpc.health.v1.Health/Check", codes.OK, err, "")
+	for _, c := range []*caller{s.foreign, s.anon} {
 		_, err = c.orders.GetOrder(ctx, &orderv1.GetOrderRequest{Id: oid})
-		check(c, "OrderService/GetOrder", codes.Unavailable, err, "refused in the handshake")
+		s.check(c, "OrderService/GetOrder", codes.Unavailable, err, "refused in the handshake")
 		_, err = c.health["user"].Check(ctx, &healthpb.HealthCheckRequest{})
-		check(c, "user grpc.health.v1.Health/Check", codes.Unavailable, err, "refused in the handshake")
+		s.check(c, "user grpc.health.v1.Health/Check", codes.Unavailable, err, "refused in the handshake")
 	}
-	return results, nil
 }
 
 func listUsers(ctx context.Context, c userv1.UserServiceClient) (int, error) {

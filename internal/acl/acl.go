@@ -53,31 +53,36 @@ func FromServices(services []protoreflect.ServiceDescriptor) []Rule {
 		}
 		ms := sd.Methods()
 		for i := range ms.Len() {
-			md := ms.Get(i)
-			r := Rule{
-				Method:        "/" + string(sd.FullName()) + "/" + string(md.Name()),
-				Service:       string(sd.FullName()),
-				Source:        "none",
-				ClientStreams: md.IsStreamingClient(),
-				ServerStreams: md.IsStreamingServer(),
-			}
-			src := svcRule
-			if proto.HasExtension(md.Options(), authzv1.E_Method) {
-				src, r.Source = proto.GetExtension(md.Options(), authzv1.E_Method).(*authzv1.Rule), "method"
-			} else if svcRule != nil {
-				r.Source = "service"
-			}
-			if src != nil {
-				r.Allow = slices.Clone(src.GetAllow())
-				r.Deny = slices.Clone(src.GetDeny())
-				r.AllowAuthenticated = src.GetAllowAuthenticated()
-				r.AllowUnauthenticated = src.GetAllowUnauthenticated()
-				r.Audit = src.GetAudit()
-			}
-			rules = append(rules, r)
+			rules = append(rules, methodRule(sd, ms.Get(i), svcRule))
 		}
 	}
 	return rules
+}
+
+// methodRule is the rule of md, a method of sd, whose service default is
+// svcRule (nil for none): the method's own rule if it has one.
+func methodRule(sd protoreflect.ServiceDescriptor, md protoreflect.MethodDescriptor, svcRule *authzv1.Rule) Rule {
+	r := Rule{
+		Method:        "/" + string(sd.FullName()) + "/" + string(md.Name()),
+		Service:       string(sd.FullName()),
+		Source:        "none",
+		ClientStreams: md.IsStreamingClient(),
+		ServerStreams: md.IsStreamingServer(),
+	}
+	src := svcRule
+	if proto.HasExtension(md.Options(), authzv1.E_Method) {
+		src, r.Source = proto.GetExtension(md.Options(), authzv1.E_Method).(*authzv1.Rule), "method"
+	} else if svcRule != nil {
+		r.Source = "service"
+	}
+	if src != nil {
+		r.Allow = slices.Clone(src.GetAllow())
+		r.Deny = slices.Clone(src.GetDeny())
+		r.AllowAuthenticated = src.GetAllowAuthenticated()
+		r.AllowUnauthenticated = src.GetAllowUnauthenticated()
+		r.Audit = src.GetAudit()
+	}
+	return r
 }
 
 // Services lists the services the files declare, in file order.
@@ -108,28 +113,11 @@ func ApplyOverlay(rules []Rule, ov *authz.OverlayFile) ([]Rule, error) {
 	used := map[string]bool{}
 	for i := range out {
 		r := &out[i]
+		protoAudit := r.Audit
 		for _, key := range []string{r.Service, r.Method} {
-			o, ok := ov.Rules[key]
-			if !ok {
-				continue
-			}
-			used[key] = true
-			r.Allow = slices.DeleteFunc(slices.Clone(r.Allow), func(p string) bool { return slices.Contains(o.Revoke, p) })
-			for _, p := range o.Allow {
-				if !slices.Contains(r.Allow, p) {
-					r.Allow = append(r.Allow, p)
-				}
-			}
-			for _, p := range o.Deny {
-				if !slices.Contains(r.Deny, p) {
-					r.Deny = append(slices.Clone(r.Deny), p)
-				}
-			}
-			if o.Audit != nil {
-				r.Audit = *o.Audit
-			}
-			if !strings.HasSuffix(r.Source, "+overlay") {
-				r.Source += "+overlay"
+			if o, ok := ov.Rules[key]; ok {
+				used[key] = true
+				r.apply(o, protoAudit)
 			}
 		}
 	}
@@ -144,6 +132,30 @@ func ApplyOverlay(rules []Rule, ov *authz.OverlayFile) ([]Rule, error) {
 		return nil, fmt.Errorf("policy overlay names no known service or method: %s", strings.Join(unknown, ", "))
 	}
 	return out, nil
+}
+
+// apply makes one overlay entry's changes to r. The lists are copied before
+// they change: r shares them with the rules ApplyOverlay was given. As in
+// pkg/authz, the overlay may turn audit mode off, but on only where the
+// proto (protoAudit) has it: audit mode lets refused calls through.
+func (r *Rule) apply(o authz.OverlayRule, protoAudit bool) {
+	r.Allow = slices.DeleteFunc(slices.Clone(r.Allow), func(p string) bool { return slices.Contains(o.Revoke, p) })
+	for _, p := range o.Allow {
+		if !slices.Contains(r.Allow, p) {
+			r.Allow = append(r.Allow, p)
+		}
+	}
+	for _, p := range o.Deny {
+		if !slices.Contains(r.Deny, p) {
+			r.Deny = append(slices.Clone(r.Deny), p)
+		}
+	}
+	if o.Audit != nil {
+		r.Audit = *o.Audit && protoAudit
+	}
+	if !strings.HasSuffix(r.Source, "+overlay") {
+		r.Source += "+overlay"
+	}
 }
 
 // Identity is a caller as its certificate names it.

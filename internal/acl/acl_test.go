@@ -98,3 +98,45 @@ func TestApplyOverlay(t *testing.T) {
 		t.Errorf("overlay with an unknown key: %v, want an error naming it", err)
 	}
 }
+
+// The overlay may turn audit mode off, and back on where the proto has it,
+// but never on where the proto enforces: pkg/authz ignores that with a
+// warning, and the matrix must not show audit mode that is not in force.
+func TestApplyOverlayAudit(t *testing.T) {
+	var base []Rule
+	for _, r := range rulesOf(t) {
+		base = append(base, r)
+	}
+	yes, no := true, false
+	cases := []struct {
+		name    string
+		overlay map[string]authz.OverlayRule
+		want    map[string]bool // method -> Audit
+	}{
+		{"on where the proto enforces", map[string]authz.OverlayRule{
+			"/authztest.v1.GuardedService/ByName": {Audit: &yes},
+		}, map[string]bool{"ByName": false, "Audited": true}},
+		{"off", map[string]authz.OverlayRule{
+			"/authztest.v1.GuardedService/Audited": {Audit: &no},
+		}, map[string]bool{"Audited": false}},
+		{"off for the service, back on for a method the proto audits", map[string]authz.OverlayRule{
+			"authztest.v1.GuardedService":          {Audit: &no},
+			"/authztest.v1.GuardedService/Audited": {Audit: &yes},
+			"/authztest.v1.GuardedService/ByName":  {Audit: &yes},
+		}, map[string]bool{"Audited": true, "ByName": false, "Default": false}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ApplyOverlay(base, &authz.OverlayFile{Rules: tc.overlay})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range got {
+				method := strings.TrimPrefix(r.Method, "/authztest.v1.GuardedService/")
+				if want, ok := tc.want[method]; ok && r.Audit != want {
+					t.Errorf("%s: audit %v, want %v", method, r.Audit, want)
+				}
+			}
+		})
+	}
+}

@@ -177,50 +177,60 @@ func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
 func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) error {
 	pol := a.policy.Load()
 	if pol == nil {
-		id, _ := peerIdentity(ctx)
-		a.logRefusal(ctx, slog.LevelError, "authz: refused a call before Compile", id, fullMethod, "", codes.Internal,
-			"the authorization policy is not compiled: call Compile after registering services and before Serve", decisionDeny)
-		a.counts.other.deny.Add(1)
-		return refuse(status.New(codes.Internal, "authz: authorization policy not loaded"))
+		return a.refuseUncompiled(ctx, fullMethod)
 	}
 	r := pol.methods[fullMethod]
 	if r == nil {
-		// No rule admits anybody; a caller without a verified identity is
-		// still told that it is the certificate that is missing.
-		id, missing := peerIdentity(ctx)
-		code, reason := codes.PermissionDenied, "no rule: the method was not registered when Compile ran"
-		if id == nil {
-			code, reason = codes.Unauthenticated, reason+"; and "+missing
-		}
-		// The method name is the caller's: cut it for the log.
-		a.logRefusal(ctx, slog.LevelWarn, "authz: denied", id, identity.LogSafe(fullMethod), sourceNone, code, reason, decisionDeny)
-		a.counts.other.deny.Add(1)
-		if id == nil {
-			return refuse(status.Newf(codes.Unauthenticated, "authz: %s requires a verified client certificate", identity.LogSafe(fullMethod)))
-		}
-		return refuse(status.Newf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), identity.LogSafe(fullMethod)))
+		return a.refuseUnknown(ctx, fullMethod)
 	}
 	id, _ := identity.FromContext(ctx)
-	if len(r.checks) == 0 {
-		// The fast path: a pointer comparison or a few lookups, an atomic
-		// add, no allocation. The identity is parsed once per connection,
-		// so its pointer names the caller for as long as the connection
-		// lives; a rule remembers the last one it admitted, and a new
-		// policy generation starts with an empty memory.
-		if id != nil && r.lastAdmitted.Load() == id {
-			r.counts.allow.Add(1)
-			return nil
-		}
-		if r.admits(id) {
-			if id != nil {
-				r.lastAdmitted.Store(id)
-			}
-			r.counts.allow.Add(1)
-			return nil
-		}
-		return a.decideSlowly(ctx, r, id, true)
+	if len(r.checks) > 0 {
+		return a.decideSlowly(ctx, r, id, false)
 	}
-	return a.decideSlowly(ctx, r, id, false)
+	// The fast path: a pointer comparison or a few lookups, an atomic add,
+	// no allocation.
+	if !r.admittedLast(id) {
+		if !r.admits(id) {
+			return a.decideSlowly(ctx, r, id, true)
+		}
+		r.remember(id)
+	}
+	r.counts.allow.Add(1)
+	return nil
+}
+
+// refuseUncompiled refuses a call that came before a successful Compile.
+func (a *Authorizer) refuseUncompiled(ctx context.Context, fullMethod string) error {
+	id, _ := peerIdentity(ctx)
+	a.logRefusal(ctx, slog.LevelError, "authz: refused a call before Compile", id, fullMethod, "", codes.Internal,
+		"the authorization policy is not compiled: call Compile after registering services and before Serve", decisionDeny)
+	a.counts.other.deny.Add(1)
+	return refuse(status.New(codes.Internal, "authz: authorization policy not loaded"))
+}
+
+// refuseUnknown refuses a call to a method that was not registered when
+// Compile ran: no rule admits anybody. A caller without a verified identity
+// is still told that it is the certificate that is missing.
+func (a *Authorizer) refuseUnknown(ctx context.Context, fullMethod string) error {
+	// The method name is the caller's: cut it for the log and the reply.
+	method := identity.LogSafe(fullMethod)
+	id, missing := peerIdentity(ctx)
+	code, reason := codes.PermissionDenied, "no rule: the method was not registered when Compile ran"
+	if id == nil {
+		code, reason = codes.Unauthenticated, reason+"; and "+missing
+	}
+	a.logRefusal(ctx, slog.LevelWarn, "authz: denied", id, method, sourceNone, code, reason, decisionDeny)
+	a.counts.other.deny.Add(1)
+	return refuseCaller(id, method)
+}
+
+// refuseCaller is the error of a refused call: Unauthenticated for a caller
+// without a verified identity, else PermissionDenied, naming the caller.
+func refuseCaller(id *identity.Identity, method string) error {
+	if id == nil {
+		return refuse(status.Newf(codes.Unauthenticated, "authz: %s requires a verified client certificate", method))
+	}
+	return refuse(status.Newf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), method))
 }
 
 // decideSlowly decides a call with custom checks, or one that admits fails,
@@ -280,10 +290,7 @@ func (a *Authorizer) deny(ctx context.Context, r *methodRule, id *identity.Ident
 			return refuse(s)
 		}
 	}
-	if d.code == codes.Unauthenticated {
-		return refuse(status.Newf(codes.Unauthenticated, "authz: %s requires a verified client certificate", r.method))
-	}
-	return refuse(status.Newf(codes.PermissionDenied, "authz: %s may not call %s", id.String(), r.method))
+	return refuseCaller(id, r.method)
 }
 
 // logRefusal writes the one line of a refusal or would-deny, unless one of
@@ -417,6 +424,23 @@ type methodRule struct {
 	// lastAdmitted is the identity this rule last admitted. Holding it
 	// keeps it alive, so its address cannot be reused by another caller.
 	lastAdmitted atomic.Pointer[identity.Identity]
+}
+
+// admittedLast reports whether id is the caller this rule admitted last:
+// the fast path's pointer comparison, small enough to be inlined. The
+// identity is parsed once per connection, so its pointer names the caller
+// for as long as the connection lives; a new policy generation starts with
+// an empty memory.
+func (r *methodRule) admittedLast(id *identity.Identity) bool {
+	return id != nil && r.lastAdmitted.Load() == id
+}
+
+// remember makes id, which the rule has just admitted, the caller
+// admittedLast compares with.
+func (r *methodRule) remember(id *identity.Identity) {
+	if id != nil {
+		r.lastAdmitted.Store(id)
+	}
 }
 
 // admits is decide for the allow path: the same order (deny, then allow),

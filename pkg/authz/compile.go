@@ -32,12 +32,13 @@ type ServiceInfoProvider interface {
 //  3. Options.Rules["pkg.Service"],
 //  4. the service's (authz.v1.service) option,
 //
-// and then the policy overlay, if any, on top. Compile fails, naming every
-// method and string at fault, when a method has no rule, a principal does
-// not parse, a CheckCompiler fails, an Options.Rules key names nothing
-// registered, or the policy file is bad; the Authorizer then keeps refusing
-// calls (or keeps its previous policy, if it had one). With a PolicyFile,
-// the first successful Compile starts watching it.
+// and then the policy overlay, if any, on top. Compile fails with a
+// *CompileError, listing every method and string at fault, when a method
+// has no rule, a principal does not parse, a CheckCompiler fails, an
+// Options.Rules key names nothing registered, or the policy file is bad
+// (only failing to watch the file is another error); the Authorizer then
+// keeps refusing calls (or keeps its previous policy, if it had one). With
+// a PolicyFile, the first successful Compile starts watching it.
 func (a *Authorizer) Compile(srv ServiceInfoProvider) error {
 	started, err := a.compile(srv)
 	if err != nil && started != nil {
@@ -76,12 +77,17 @@ func (a *Authorizer) compile(srv ServiceInfoProvider) (*filewatch.Watcher, error
 	}
 	a.base = base
 	a.install(ov, pol, warnings)
+	a.logCompiled(ov, pol)
+	return nil, nil
+}
+
+// logCompiled writes the one line of a successful Compile.
+func (a *Authorizer) logCompiled(ov *overlay, pol *policy) {
 	attrs := []any{slog.Int("methods", len(pol.methods))}
 	if ov != nil {
 		attrs = append(attrs, slog.String("policy_file", a.opts.PolicyFile), slog.Int("overlay_entries", len(ov.rules)))
 	}
 	a.log.Info("authz: policy compiled", attrs...)
-	return nil, nil
 }
 
 // startWatching starts the policy file's watcher, unless there is no file,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -21,43 +22,59 @@ import (
 // A caller retrying a refused call in a loop must not write a line per
 // attempt: one line per caller, method and reason per interval, the next
 // one saying how many were left out, while the counter counts them all.
+//
+// The interval passes in a synctest bubble, on the clock the sampler really
+// reads: no test hook, and no minute of waiting. The certificates are made
+// outside it, where time is real, because the test PKI keeps them for
+// later tests.
 func TestDenialLogIsSampled(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
+	callers := map[string]context.Context{}
+	for _, c := range []string{"payment", "admin", ""} {
+		callers[c] = peerCtx(t, c)
+	}
+	srv := newServer()
 	logs := newLogRecorder()
 	a := authz.New(authz.Options{Logger: slog.New(logs), MeterProvider: mp, DenialLogInterval: time.Minute})
-	now := time.Unix(1_000_000, 0)
-	authz.SetLogClock(a, func() time.Time { return now })
-	if err := a.Compile(newServer()); err != nil {
-		t.Fatal(err)
-	}
-	logs.take()
-	deny := func(client, method string, n int) {
-		t.Helper()
-		for range n {
-			if err := a.Authorize(peerCtx(t, client), svc+method); status.Code(err) == codes.OK {
-				t.Fatalf("%s as %s was let through", method, client)
+	defer a.Close()
+	synctest.Test(t, func(t *testing.T) {
+		if err := a.Compile(srv); err != nil {
+			t.Fatal(err)
+		}
+		logs.take()
+		deny := func(client, method string, n int) {
+			t.Helper()
+			for range n {
+				if err := a.Authorize(callers[client], svc+method); status.Code(err) == codes.OK {
+					t.Fatalf("%s as %s was let through", method, client)
+				}
 			}
 		}
-	}
-	deny("payment", "ByName", 100)
-	deny("admin", "ByName", 5)      // another caller
-	deny("payment", "BySPIFFE", 5)  // another method
-	deny("payment", "DenyFirst", 5) // another reason
-	deny("", "ByName", 5)           // no certificate
-	deny("", "/authztest.v1.Invented/A", 5)
-	deny("", "/authztest.v1.Invented/B", 5) // an invented name buys no line
-	recs := logs.take()
-	if len(recs) != 6 {
-		t.Fatalf("%d lines for 7 kinds of denial, one of them under invented names, want 6:\n%s", len(recs), lines(recs))
-	}
-	now = now.Add(time.Minute)
-	deny("payment", "ByName", 3)
-	recs = logs.take()
-	if len(recs) != 1 || attrs(recs[0])["suppressed"] != "99" {
-		t.Fatalf("after the interval: want one line with suppressed=99, got:\n%s", lines(recs))
-	}
+		deny("payment", "ByName", 100)
+		deny("admin", "ByName", 5)      // another caller
+		deny("payment", "BySPIFFE", 5)  // another method
+		deny("payment", "DenyFirst", 5) // another reason
+		deny("", "ByName", 5)           // no certificate
+		deny("", "/authztest.v1.Invented/A", 5)
+		deny("", "/authztest.v1.Invented/B", 5) // an invented name buys no line
+		recs := logs.take()
+		if len(recs) != 6 {
+			t.Fatalf("%d lines for 7 kinds of denial, one of them under invented names, want 6:\n%s", len(recs), lines(recs))
+		}
+		time.Sleep(time.Minute - time.Nanosecond)
+		deny("payment", "ByName", 1)
+		if recs := logs.take(); len(recs) != 0 {
+			t.Fatalf("within the interval: want no line, got:\n%s", lines(recs))
+		}
+		time.Sleep(time.Nanosecond)
+		deny("payment", "ByName", 2)
+		recs = logs.take()
+		if len(recs) != 1 || attrs(recs[0])["suppressed"] != "100" {
+			t.Fatalf("after the interval: want one line with suppressed=100, got:\n%s", lines(recs))
+		}
+	})
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)

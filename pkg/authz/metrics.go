@@ -73,21 +73,7 @@ func (c *counters) register(meter metric.Meter, log *slog.Logger) metric.Registr
 		return nil
 	}
 	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, d := range c.byMethod {
-			// Series appear once they count something: three zeros per
-			// method of every service would mostly be noise.
-			if n := d.allow.Load(); n > 0 {
-				o.ObserveInt64(inst, n, d.allowOpts...)
-			}
-			if n := d.deny.Load(); n > 0 {
-				o.ObserveInt64(inst, n, d.denyOpts...)
-			}
-			if n := d.wouldDeny.Load(); n > 0 {
-				o.ObserveInt64(inst, n, d.wouldDenyOpt...)
-			}
-		}
+		c.observe(o, inst)
 		return nil
 	}, inst)
 	if err != nil {
@@ -95,4 +81,23 @@ func (c *counters) register(meter metric.Meter, log *slog.Logger) metric.Registr
 		return nil
 	}
 	return reg
+}
+
+// observe reports every count to the meter.
+func (c *counters) observe(o metric.Observer, inst metric.Int64Observable) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.byMethod {
+		// Series appear once they count something: three zeros per
+		// method of every service would mostly be noise.
+		if n := d.allow.Load(); n > 0 {
+			o.ObserveInt64(inst, n, d.allowOpts...)
+		}
+		if n := d.deny.Load(); n > 0 {
+			o.ObserveInt64(inst, n, d.denyOpts...)
+		}
+		if n := d.wouldDeny.Load(); n > 0 {
+			o.ObserveInt64(inst, n, d.wouldDenyOpt...)
+		}
+	}
 }

@@ -207,7 +207,7 @@ func validateKey(key string) error {
 // Reload re-reads the policy file, validates it against the compiled rules
 // and, if it is good, swaps the new policy in atomically; calls in flight
 // finish under the policy they started with. A bad file is logged and
-// returned, and the previous policy stays in force. The file watcher calls
+// returned as a *CompileError, and the previous policy stays in force. The file watcher calls
 // Reload on every change; call it yourself on SIGHUP, say.
 func (a *Authorizer) Reload() error {
 	a.mu.Lock()

@@ -24,6 +24,31 @@ const MaxPolicyFileSize = 1 << 20
 // boolean must be quoted), audit must be a boolean, and aliases, tags other
 // than !!str and further documents are refused.
 func decodeOverlay(raw []byte) (*OverlayFile, error) {
+	root, err := decodeOneDocument(raw)
+	if err != nil {
+		return nil, err
+	}
+	f := &OverlayFile{}
+	err = fields(root, "the file", func(key string, v *yaml.Node) error {
+		if key != "rules" {
+			return fmt.Errorf("line %d: unknown field %q (want \"rules\")", v.Line, key)
+		}
+		if isNull(v) {
+			return nil // reported as a file without rules
+		}
+		var err error
+		f.Rules, err = decodeRules(v)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decodeOneDocument returns the root node of raw, refusing a file of more
+// than one YAML document: a second one would be silently ignored.
+func decodeOneDocument(raw []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -39,32 +64,25 @@ func decodeOverlay(raw []byte) (*OverlayFile, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, errors.New("not a YAML document")
 	}
-	f := &OverlayFile{}
-	err := fields(doc.Content[0], "the file", func(key string, v *yaml.Node) error {
-		if key != "rules" {
-			return fmt.Errorf("line %d: unknown field %q (want \"rules\")", v.Line, key)
+	return doc.Content[0], nil
+}
+
+// decodeRules decodes the "rules" mapping.
+func decodeRules(n *yaml.Node) (map[string]OverlayRule, error) {
+	rules := map[string]OverlayRule{}
+	err := entries(n, "rules", func(key, v *yaml.Node) error {
+		name, err := stringScalar(key, "a rules key")
+		if err != nil {
+			return err
 		}
-		if isNull(v) {
-			return nil // reported as a file without rules
+		r, err := decodeOverlayRule(v, name)
+		if err != nil {
+			return err
 		}
-		f.Rules = map[string]OverlayRule{}
-		return entries(v, "rules", func(key *yaml.Node, v *yaml.Node) error {
-			name, err := stringScalar(key, "a rules key")
-			if err != nil {
-				return err
-			}
-			r, err := decodeOverlayRule(v, name)
-			if err != nil {
-				return err
-			}
-			f.Rules[name] = r
-			return nil
-		})
+		rules[name] = r
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+	return rules, err
 }
 
 func decodeOverlayRule(n *yaml.Node, key string) (OverlayRule, error) {

@@ -146,7 +146,7 @@ func checkPrincipalText(s string) error {
 func parseSPIFFEPrincipal(s, name string, prefix bool) (Principal, error) {
 	if !prefix {
 		if err := identity.ValidateSPIFFEID(name); err != nil {
-			return Principal{}, fmt.Errorf("principal %w", err) // err quotes s
+			return Principal{}, fmt.Errorf("principal %q is not a valid SPIFFE ID: %w", s, err)
 		}
 		return Principal{Kind: SPIFFEID, Name: name}, nil
 	}
@@ -184,6 +184,12 @@ func validateDNSPrincipal(name string, prefix bool) error {
 			return fmt.Errorf("DNS name may hold only a-z, 0-9, '-' and '.', not %q", c)
 		}
 	}
+	return validateDNSLabels(name, prefix)
+}
+
+// validateDNSLabels checks the labels of a DNS name of valid characters; a
+// prefix's last label may be cut anywhere.
+func validateDNSLabels(name string, prefix bool) error {
 	labels := strings.Split(name, ".")
 	for i, l := range labels {
 		last := i == len(labels)-1

@@ -174,7 +174,7 @@ func BenchmarkPaddedChain(b *testing.B) {
 		o := PeerOptions{Roots: []*x509.Certificate{a.Root}, Usage: x509.ExtKeyUsageClientAuth}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := VerifyPeer(chain, o); RefusalReason(err) != reasonChainTooLong {
+			if _, err := VerifyPeer(chain, o); RefusalReason(err) != ReasonChainTooLong {
 				b.Fatalf("padded chain: %v", err)
 			}
 		}

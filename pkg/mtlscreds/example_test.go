@@ -2,6 +2,9 @@ package mtlscreds_test
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -9,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -109,6 +113,52 @@ func ExampleCredentials_Reload() {
 			_ = creds.Reload()
 		}
 	}()
+}
+
+// Why a certificate is refused, the way mtlsca verify tells it: VerifyPeer
+// runs the handshake's own check, and a refusal is a *RejectError whose
+// Reason is the label the handshake would count and log it under.
+func ExampleVerifyPeer() {
+	certs, err := mtlstest.NewCA(mtlstest.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer certs.Close()
+	// A certificate that expired an hour ago.
+	old, err := certs.Issue("order", mtlstest.IssueOptions{TTL: time.Hour, Now: time.Now().Add(-2 * time.Hour)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	chain, err := readChain(old.CertFile)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = mtlscreds.VerifyPeer(chain, mtlscreds.PeerOptions{
+		Roots: []*x509.Certificate{certs.Root()},
+		Usage: x509.ExtKeyUsageClientAuth, // as a server checks a client
+	})
+	var re *mtlscreds.RejectError
+	if errors.As(err, &re) {
+		fmt.Println("refused:", re.Reason, "certificate:", re.Cert.Subject.CommonName)
+	}
+	// Output: refused: expired certificate: order
+}
+
+// readChain reads a PEM certificate chain such as tls.crt.
+func readChain(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var chain []*x509.Certificate
+	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, c)
+	}
+	return chain, nil
 }
 
 var quiet = slog.New(slog.DiscardHandler)

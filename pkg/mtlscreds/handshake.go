@@ -31,48 +31,38 @@ func (st *state) serverHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, 
 	})
 	if err := conn.Handshake(); err != nil {
 		conn.Close()
-		st.handshakeFailed(err, raw.RemoteAddr())
-		return nil, nil, err
+		return nil, nil, st.handshakeFailed(err, raw.RemoteAddr())
 	}
 	info, err := st.authInfo(conn.ConnectionState(), p)
 	if err != nil {
 		conn.Close()
-		st.handshakeFailed(err, raw.RemoteAddr())
-		return nil, nil, err
+		return nil, nil, st.handshakeFailed(err, raw.RemoteAddr())
 	}
 	if info.Identity == nil {
-		// Only PERMISSIVE gets here: say so loudly, but once per address
-		// per interval, so that a scanner opening connections in a loop
-		// does not flood the log; the counter counts every one.
-		st.metrics.unauthenticated()
-		remote := raw.RemoteAddr().String()
-		host, _, err := net.SplitHostPort(remote)
-		if err != nil {
-			host = remote
-		}
-		if ok, suppressed := st.sample.Allow("permissive\x00" + host); ok {
-			attrs := []any{"remote", remote}
-			if suppressed > 0 {
-				attrs = append(attrs, "suppressed", suppressed)
-			}
-			st.log.Warn("mtlscreds: PERMISSIVE: accepted a connection without a client certificate; it has no identity", attrs...)
-		}
+		st.acceptedUnauthenticated(raw.RemoteAddr())
 	}
 	return wrapConn(raw, conn), info, nil
+}
+
+// acceptedUnauthenticated counts a PERMISSIVE client without a certificate
+// and says so loudly, but once per address per interval, so that a scanner
+// opening connections in a loop does not flood the log.
+func (st *state) acceptedUnauthenticated(remote net.Addr) {
+	st.metrics.unauthenticated()
+	if ok, suppressed := st.sample.Allow("permissive\x00" + remoteHost(remote)); ok {
+		attrs := []any{"remote", remote.String()}
+		if suppressed > 0 {
+			attrs = append(attrs, "suppressed", suppressed)
+		}
+		st.log.Warn("mtlscreds: PERMISSIVE: accepted a connection without a client certificate; it has no identity", attrs...)
+	}
 }
 
 func (c *Credentials) clientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	st := c.state
 	s := st.cur.Load()
 	cfg := s.config.Clone()
-	cfg.ServerName = c.serverName
-	if cfg.ServerName == "" {
-		host, _, err := net.SplitHostPort(authority)
-		if err != nil {
-			host = authority
-		}
-		cfg.ServerName = host
-	}
+	cfg.ServerName = c.serverNameFor(authority)
 	// verify checks the server, so that the chain's length is capped
 	// before anything is verified and the check is the same as the
 	// server's; crypto/tls's own check would come first.
@@ -85,26 +75,37 @@ func (c *Credentials) clientHandshake(ctx context.Context, authority string, raw
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		conn.Close()
-		st.handshakeFailed(err, raw.RemoteAddr())
-		return nil, nil, err
+		return nil, nil, st.handshakeFailed(err, raw.RemoteAddr())
 	}
 	info, err := st.authInfo(conn.ConnectionState(), p)
 	if err == nil && info.Identity == nil {
-		err = reject(reasonNoCertificate, nil, errors.New("the server's certificate did not verify"))
+		err = reject(ReasonNoCertificate, nil, errors.New("the server's certificate did not verify"))
 	}
 	if err != nil {
 		conn.Close()
-		st.handshakeFailed(err, raw.RemoteAddr())
-		return nil, nil, err
+		return nil, nil, st.handshakeFailed(err, raw.RemoteAddr())
 	}
 	return wrapConn(raw, conn), info, nil
+}
+
+// serverNameFor is the name the server's certificate must have: the
+// ServerName option (or OverrideServerName), else the host dialled.
+func (c *Credentials) serverNameFor(authority string) string {
+	if c.serverName != "" {
+		return c.serverName
+	}
+	host, _, err := net.SplitHostPort(authority)
+	if err != nil {
+		return authority
+	}
+	return host
 }
 
 // authInfo builds what gRPC attaches to the connection from the peer that
 // verify passed (none for a PERMISSIVE client without a certificate).
 func (st *state) authInfo(cs tls.ConnectionState, p verifiedPeer) (identity.AuthInfo, error) {
 	if cs.NegotiatedProtocol != "h2" {
-		return identity.AuthInfo{}, reject(reasonALPN, nil, errNoALPN)
+		return identity.AuthInfo{}, reject(ReasonALPN, nil, errNoALPN)
 	}
 	// crypto/tls verified nothing itself: the chains are verify's.
 	cs.VerifiedChains = p.chains

@@ -89,109 +89,109 @@ func TestHandshakeOutcomes(t *testing.T) {
 		authority    string // default "server"
 		wantIdentity string // CN the server sees; "" for none
 		wantErr      bool
-		serverReason string // reason the server counts
-		clientReason string // reason the client counts
+		serverReason Reason // reason the server counts
+		clientReason Reason // reason the client counts
 	}{
 		{name: "valid pair", client: ours(clientLeaf, nil), wantIdentity: "client"},
 		{name: "valid pair, grpc-go client", client: bare(clientLeaf, nil), wantIdentity: "client"},
-		{name: "no client certificate", client: bare(nil, nil), wantErr: true, serverReason: reasonNoCertificate},
-		{name: "expired", wantErr: true, serverReason: reasonExpired,
+		{name: "no client certificate", client: bare(nil, nil), wantErr: true, serverReason: ReasonNoCertificate},
+		{name: "expired", wantErr: true, serverReason: ReasonExpired,
 			client: bare(odd("client", func(c *x509.Certificate) {
 				c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
 			}), nil)},
-		{name: "not yet valid", wantErr: true, serverReason: reasonNotYetValid,
+		{name: "not yet valid", wantErr: true, serverReason: ReasonNotYetValid,
 			client: bare(odd("client", func(c *x509.Certificate) {
 				c.NotBefore, c.NotAfter = time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)
 			}), nil)},
-		{name: "unknown CA", client: bare(issue(t, other, "client"), nil), wantErr: true, serverReason: reasonUnknownAuthority},
-		{name: "self-signed", client: bare(selfSigned(t, "client"), nil), wantErr: true, serverReason: reasonSelfSigned},
+		{name: "unknown CA", client: bare(issue(t, other, "client"), nil), wantErr: true, serverReason: ReasonUnknownAuthority},
+		{name: "self-signed", client: bare(selfSigned(t, "client"), nil), wantErr: true, serverReason: ReasonSelfSigned},
 		{name: "revoked by CRL", crl: crlPEM(t, a, time.Time{}, revokedLeaf.Cert), client: ours(revokedLeaf, nil),
-			wantErr: true, serverReason: reasonRevoked},
+			wantErr: true, serverReason: ReasonRevoked},
 		{name: "not revoked by CRL", crl: crlPEM(t, a, time.Time{}, revokedLeaf.Cert), client: ours(clientLeaf, nil),
 			wantIdentity: "client"},
 		// The newest CRL of an issuer decides, wherever it is in the file.
 		{name: "revoked by the newer of two CRLs, the older first", crl: append(crlPEM(t, a, time.Time{}), crlPEM(t, a, time.Time{}, revokedLeaf.Cert)...),
-			client: ours(revokedLeaf, nil), wantErr: true, serverReason: reasonRevoked},
+			client: ours(revokedLeaf, nil), wantErr: true, serverReason: ReasonRevoked},
 		{name: "not revoked by the newer of two CRLs, the older first", crl: append(crlPEM(t, a, time.Time{}, clientLeaf.Cert), crlPEM(t, a, time.Time{})...),
 			client: ours(clientLeaf, nil), wantIdentity: "client"},
 		{name: "CRL from another issuer only: revocation undecidable", crl: crlPEM(t, other, time.Time{}),
-			client: ours(clientLeaf, nil), wantErr: true, serverReason: reasonRevocationUnknown},
-		{name: "client cert with serverAuth only", wantErr: true, serverReason: reasonExtKeyUsage,
+			client: ours(clientLeaf, nil), wantErr: true, serverReason: ReasonRevocationUnknown},
+		{name: "client cert with serverAuth only", wantErr: true, serverReason: ReasonExtKeyUsage,
 			client: bare(odd("client", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} }), nil)},
 		// Go's verifier accepts a leaf with no extended key usage at all.
-		{name: "client cert without any extended key usage", wantErr: true, serverReason: reasonExtKeyUsage,
+		{name: "client cert without any extended key usage", wantErr: true, serverReason: ReasonExtKeyUsage,
 			client: bare(odd("client", func(c *x509.Certificate) { c.ExtKeyUsage = nil }), nil)},
-		{name: "client leaf that is a CA", wantErr: true, serverReason: reasonLeafIsCA,
+		{name: "client leaf that is a CA", wantErr: true, serverReason: ReasonLeafIsCA,
 			client: bare(odd("client", func(c *x509.Certificate) {
 				c.IsCA = true
 				c.KeyUsage |= x509.KeyUsageCertSign
 			}), nil)},
 		// X509-SVID: a leaf MUST NOT be able to sign certificates or CRLs,
 		// whatever its basic constraints say.
-		{name: "client leaf with keyCertSign", wantErr: true, serverReason: reasonKeyUsage,
+		{name: "client leaf with keyCertSign", wantErr: true, serverReason: ReasonKeyUsage,
 			client: bare(odd("client", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }), nil)},
-		{name: "client leaf with cRLSign", wantErr: true, serverReason: reasonKeyUsage,
+		{name: "client leaf with cRLSign", wantErr: true, serverReason: ReasonKeyUsage,
 			client: bare(odd("client", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCRLSign }), nil)},
 		// It verifies, but names two identities: which would a rule match?
-		{name: "client cert with two URI SANs", wantErr: true, serverReason: reasonBadIdentity,
+		{name: "client cert with two URI SANs", wantErr: true, serverReason: ReasonBadIdentity,
 			client: bare(odd("client", func(c *x509.Certificate) {
 				c.URIs = append(c.URIs, a.SPIFFEID("admin"))
 			}), nil)},
 		// Go's verifier takes anyExtendedKeyUsage for any usage; the
 		// X509-SVID profile names the usages, and so do we.
-		{name: "client cert with anyExtendedKeyUsage only", wantErr: true, serverReason: reasonExtKeyUsage,
+		{name: "client cert with anyExtendedKeyUsage only", wantErr: true, serverReason: ReasonExtKeyUsage,
 			client: bare(odd("client", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny} }), nil)},
 		// A valid chain padded with intermediates that are never used but
 		// that the verifier would try (same subject as the issuer):
 		// refused on its length, before any signature is checked.
-		{name: "client chain padded with junk intermediates", wantErr: true, serverReason: reasonChainTooLong,
+		{name: "client chain padded with junk intermediates", wantErr: true, serverReason: ReasonChainTooLong,
 			client: bare(padded(t, clientLeaf, 150), nil)},
 		{name: "client chain of the longest length accepted", wantIdentity: "client",
 			client: bare(padded(t, clientLeaf, maxPeerChain-2), nil)},
-		{name: "server chain padded with junk intermediates", wantErr: true, clientReason: reasonChainTooLong,
+		{name: "server chain padded with junk intermediates", wantErr: true, clientReason: ReasonChainTooLong,
 			client: ours(clientLeaf, nil), bareServer: padded(t, serverLeaf, 150)},
 		{name: "server name mismatch", client: ours(clientLeaf, nil), authority: "elsewhere",
-			wantErr: true, clientReason: reasonServerName},
+			wantErr: true, clientReason: ReasonServerName},
 		{name: "server name from Options.ServerName", client: ours(clientLeaf, func(o *Options) { o.ServerName = "server" }),
 			authority: "none", wantIdentity: "client"},
 		{name: "server identity by common name through a proxy", authority: "proxy.example.net", wantIdentity: "client",
 			client: ours(clientLeaf, func(o *Options) { o.ServerIdentity = "server" })},
 		{name: "server identity by SPIFFE ID through a proxy", authority: "proxy.example.net", wantIdentity: "client",
 			client: ours(clientLeaf, func(o *Options) { o.ServerIdentity = "spiffe://example.org/server" })},
-		{name: "server identity mismatch", authority: "proxy.example.net", wantErr: true, clientReason: reasonServerIdentity,
+		{name: "server identity mismatch", authority: "proxy.example.net", wantErr: true, clientReason: ReasonServerIdentity,
 			client: ours(clientLeaf, func(o *Options) { o.ServerIdentity = "spiffe://example.org/order" })},
-		{name: "server cert with clientAuth only", wantErr: true, clientReason: reasonExtKeyUsage, client: ours(clientLeaf, nil),
+		{name: "server cert with clientAuth only", wantErr: true, clientReason: ReasonExtKeyUsage, client: ours(clientLeaf, nil),
 			bareServer: odd("server", func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth} })},
-		{name: "server cert without any extended key usage", wantErr: true, clientReason: reasonExtKeyUsage,
+		{name: "server cert without any extended key usage", wantErr: true, clientReason: ReasonExtKeyUsage,
 			client:     ours(clientLeaf, nil),
 			bareServer: odd("server", func(c *x509.Certificate) { c.ExtKeyUsage = nil })},
-		{name: "server cert without any extended key usage, by identity", wantErr: true, clientReason: reasonExtKeyUsage,
+		{name: "server cert without any extended key usage, by identity", wantErr: true, clientReason: ReasonExtKeyUsage,
 			client:     ours(clientLeaf, func(o *Options) { o.ServerIdentity = "server" }),
 			bareServer: odd("server", func(c *x509.Certificate) { c.ExtKeyUsage = nil })},
-		{name: "server leaf that is a CA", wantErr: true, clientReason: reasonLeafIsCA, client: ours(clientLeaf, nil),
+		{name: "server leaf that is a CA", wantErr: true, clientReason: ReasonLeafIsCA, client: ours(clientLeaf, nil),
 			bareServer: odd("server", func(c *x509.Certificate) {
 				c.IsCA = true
 				c.KeyUsage |= x509.KeyUsageCertSign
 			})},
-		{name: "server leaf with keyCertSign and cRLSign", wantErr: true, clientReason: reasonKeyUsage, client: ours(clientLeaf, nil),
+		{name: "server leaf with keyCertSign and cRLSign", wantErr: true, clientReason: ReasonKeyUsage, client: ours(clientLeaf, nil),
 			bareServer: odd("server", func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign })},
-		{name: "server cert expired", wantErr: true, clientReason: reasonExpired, client: ours(clientLeaf, nil),
+		{name: "server cert expired", wantErr: true, clientReason: ReasonExpired, client: ours(clientLeaf, nil),
 			bareServer: odd("server", func(c *x509.Certificate) {
 				c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
 			})},
-		{name: "server cert revoked by the client's CRL", wantErr: true, clientReason: reasonRevoked,
+		{name: "server cert revoked by the client's CRL", wantErr: true, clientReason: ReasonRevoked,
 			client: oursWithCRL(clientLeaf, crlPEM(t, a, time.Time{}, serverLeaf.Cert))},
 		{name: "server cert not revoked by the client's CRL", wantIdentity: "client",
 			client: oursWithCRL(clientLeaf, crlPEM(t, a, time.Time{}, revokedLeaf.Cert))},
-		{name: "server cert from unknown CA", wantErr: true, clientReason: reasonUnknownAuthority, client: ours(clientLeaf, nil),
+		{name: "server cert from unknown CA", wantErr: true, clientReason: ReasonUnknownAuthority, client: ours(clientLeaf, nil),
 			bareServer: issue(t, other, "server")},
 		{name: "PERMISSIVE with a certificate", server: func(o *Options) { o.Mode = Permissive },
 			client: ours(clientLeaf, nil), wantIdentity: "client"},
 		{name: "PERMISSIVE without a certificate", server: func(o *Options) { o.Mode = Permissive },
 			client: bare(nil, nil), wantIdentity: ""},
 		{name: "PERMISSIVE with an unverified certificate", server: func(o *Options) { o.Mode = Permissive },
-			client: bare(issue(t, other, "client"), nil), wantErr: true, serverReason: reasonUnknownAuthority},
-		{name: "TLS 1.2 refused by default", client: bare(clientLeaf, tls12), wantErr: true, serverReason: reasonTLS},
+			client: bare(issue(t, other, "client"), nil), wantErr: true, serverReason: ReasonUnknownAuthority},
+		{name: "TLS 1.2 refused by default", client: bare(clientLeaf, tls12), wantErr: true, serverReason: ReasonTLS},
 		{name: "TLS 1.2 allowed by option", server: func(o *Options) { o.MinVersion = tls.VersionTLS12 },
 			client: bare(clientLeaf, tls12), wantIdentity: "client"},
 	}
@@ -276,7 +276,7 @@ func TestHandshakeOutcomes(t *testing.T) {
 			}
 			for _, side := range []struct {
 				obs    *observed
-				reason string
+				reason Reason
 			}{{srvObs, tc.serverReason}, {cliObs, tc.clientReason}} {
 				if side.reason == "" {
 					continue
@@ -284,15 +284,15 @@ func TestHandshakeOutcomes(t *testing.T) {
 				if side.obs == nil {
 					t.Fatal("test bug: a reason is expected from a side that is not idwire")
 				}
-				eventually(t, "rejection "+side.reason+" counted and logged", func() bool {
-					return side.obs.sum(t, metricRejections, "reason="+side.reason) == 1 &&
-						strings.Contains(side.obs.log.String(), "reason="+side.reason)
+				eventually(t, "rejection "+string(side.reason)+" counted and logged", func() bool {
+					return side.obs.sum(t, metricRejections, "reason="+string(side.reason)) == 1 &&
+						strings.Contains(side.obs.log.String(), "reason="+string(side.reason))
 				})
 			}
 			if srvObs != nil && tc.clientReason != "" {
 				// The client's alert reaches the server, which says so.
 				eventually(t, "the server counting the client's refusal", func() bool {
-					return srvObs.sum(t, metricRejections, "reason="+reasonPeerRejected) == 1
+					return srvObs.sum(t, metricRejections, "reason="+string(ReasonPeerRejected)) == 1
 				})
 			}
 			if srvObs != nil && !tc.wantErr {
@@ -492,5 +492,5 @@ func TestALPNIsRequired(t *testing.T) {
 	if err == nil {
 		t.Fatal("a client without ALPN was served")
 	}
-	eventually(t, "no_alpn counted", func() bool { return obs.sum(t, metricRejections, "reason="+reasonALPN) == 1 })
+	eventually(t, "no_alpn counted", func() bool { return obs.sum(t, metricRejections, "reason="+string(ReasonALPN)) == 1 })
 }

@@ -286,7 +286,10 @@ func hasAttrs(set attribute.Set, attrs []string) bool {
 const patience = 30 * time.Second
 
 // eventually polls cond until it holds, for up to patience: for what another
-// goroutine records after the RPC that caused it has returned.
+// goroutine records after the RPC that caused it has returned, or for a
+// change of files to be seen. It is for tests over TCP and fsnotify, which
+// a synctest bubble cannot hold; tests about time passing run in one
+// instead (synctest_test.go).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(patience)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -81,35 +82,82 @@ var tls12Suites = []uint16{
 func (st *state) load(f fileSet) (*snapshot, error) {
 	o := &st.opts
 	now := st.now()
-	// The pemfile parsers refuse a file that ends in a truncated block (one
-	// caught half-written); their errors are wrapped with the file's name.
+	chain, key, err := parseCertAndKey(f, o)
+	if err != nil {
+		return nil, err
+	}
+	roots, pool, err := parseRoots(f.ca, o.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.checkOwnLeaf(chain, pool, now); err != nil {
+		return nil, err
+	}
+	s := &snapshot{
+		files: f,
+		cert:  tls.Certificate{PrivateKey: key, Leaf: chain[0]},
+		leaf:  chain[0],
+		roots: roots,
+	}
+	for _, c := range chain {
+		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
+	}
+	s.pool = pool
+	s.trustDomains = st.bindRoots(roots, f.caTrustDomains)
+	if o.CRLFile != "" {
+		if err := st.loadCRLFile(s, f.crl, chain[1:], now); err != nil {
+			return nil, err
+		}
+	}
+	st.buildConfigs(s)
+	return s, nil
+}
+
+// parseCertAndKey parses our own chain and key, and checks that the key is
+// the leaf's. The pemfile parsers refuse a file that ends in a truncated
+// block (one caught half-written).
+func parseCertAndKey(f fileSet, o *Options) ([]*x509.Certificate, crypto.Signer, error) {
 	chain, err := pemfile.ParseCerts(f.cert)
 	if err != nil {
-		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
+		return nil, nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
 	}
-	leaf := chain[0]
 	key, err := pemfile.ParseKey(f.key)
 	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", o.KeyFile, err)
+		return nil, nil, fmt.Errorf("key file %s: %w", o.KeyFile, err)
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(leaf.PublicKey) {
-		return nil, fmt.Errorf("key file %s does not match the certificate %s in %s", o.KeyFile, describe(leaf), o.CertFile)
+	if !ok || !pub.Equal(chain[0].PublicKey) {
+		return nil, nil, fmt.Errorf("key file %s does not match the certificate %s in %s", o.KeyFile, describe(chain[0]), o.CertFile)
 	}
-	if len(bytes.TrimSpace(f.ca)) == 0 {
-		return nil, fmt.Errorf("CA file %s is empty", o.CAFile)
+	return chain, key, nil
+}
+
+// parseRoots parses the trust bundle, which must hold CA certificates
+// only: an empty bundle is an error, never the system roots.
+func parseRoots(data []byte, file string) ([]*x509.Certificate, *x509.CertPool, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil, fmt.Errorf("CA file %s is empty", file)
 	}
-	roots, err := pemfile.ParseCerts(f.ca)
+	roots, err := pemfile.ParseCerts(data)
 	if err != nil {
-		return nil, fmt.Errorf("CA file %s: %w", o.CAFile, err)
+		return nil, nil, fmt.Errorf("CA file %s: %w", file, err)
 	}
 	pool := x509.NewCertPool()
 	for i, r := range roots {
 		if !r.IsCA {
-			return nil, fmt.Errorf("CA file %s: certificate %d, %s, is not a CA", o.CAFile, i+1, describe(r))
+			return nil, nil, fmt.Errorf("CA file %s: certificate %d, %s, is not a CA", file, i+1, describe(r))
 		}
 		pool.AddCert(r)
 	}
+	return roots, pool, nil
+}
+
+// checkOwnLeaf checks our own certificate as peers will: it verifies
+// against the bundle now, for our side's extended key usage, is no CA and
+// names an identity. Finding out at load beats every peer refusing it.
+func (st *state) checkOwnLeaf(chain []*x509.Certificate, pool *x509.CertPool, now time.Time) error {
+	o := &st.opts
+	leaf := chain[0]
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
@@ -117,41 +165,46 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{st.ownEKU},
 	}); err != nil {
-		return nil, fmt.Errorf("certificate file %s: %s %s: %w", o.CertFile, describe(leaf), validity(leaf, now), verifyError(err, o.CAFile))
+		return fmt.Errorf("certificate file %s: %s %s: %w", o.CertFile, describe(leaf), validity(leaf, now), verifyError(err, o.CAFile))
 	}
+	// The checks' RejectErrors speak of a peer; this is our own file.
 	if err := checkLeaf(leaf, st.ownEKU); err != nil {
-		return nil, fmt.Errorf("certificate file %s: %w", o.CertFile, err)
+		return fmt.Errorf("certificate file %s: certificate %s: %w", o.CertFile, describe(leaf), rejectCause(err))
 	}
-	// Peers refuse a certificate that names no identity: say so now, not
-	// at every handshake on the other side.
 	if _, err := leafIdentity(leaf); err != nil {
-		return nil, fmt.Errorf("certificate file %s: %w; idwire peers would refuse it", o.CertFile, err)
+		return fmt.Errorf("certificate file %s: certificate %s: %w; idwire peers would refuse it", o.CertFile, describe(leaf), rejectCause(err))
 	}
-	s := &snapshot{
-		files: f,
-		cert:  tls.Certificate{PrivateKey: key, Leaf: leaf},
-		leaf:  leaf,
-		roots: roots,
-	}
-	s.pool = pool
-	s.trustDomains = rootTrustDomains(roots, o.TrustDomain, f.caTrustDomains)
-	if s.trustDomains == nil && len(roots) > 1 {
+	return nil
+}
+
+// bindRoots gives each root the trust domain it may vouch for (trust.go),
+// warning when several roots may vouch for anything.
+func (st *state) bindRoots(roots []*x509.Certificate, fromSource map[string]string) map[string]string {
+	tds := rootTrustDomains(roots, st.opts.TrustDomain, fromSource)
+	if tds == nil && len(roots) > 1 {
 		st.log.Warn("mtlscreds: no root in the CA file names a trust domain, so any of them may vouch for any SPIFFE ID; give the roots a URI SAN spiffe://TRUST-DOMAIN or set Options.TrustDomain",
-			"file", o.CAFile, "roots", len(roots))
+			"file", st.opts.CAFile, "roots", len(roots))
 	}
-	for _, c := range chain {
-		s.cert.Certificate = append(s.cert.Certificate, c.Raw)
+	return tds
+}
+
+// loadCRLFile loads the CRL file into s: CRLs our roots or intermediates
+// issued must be theirs and current (loadCRLs), and none may be older than
+// the one in use.
+func (st *state) loadCRLFile(s *snapshot, data []byte, intermediates []*x509.Certificate, now time.Time) error {
+	file := st.opts.CRLFile
+	known := append(slices.Clip(s.roots), intermediates...)
+	if err := st.loadCRLs(s, data, file, known, now); err != nil {
+		return err
 	}
-	if o.CRLFile != "" {
-		if err := st.loadCRLs(s, f.crl, o.CRLFile, append(append([]*x509.Certificate(nil), roots...), chain[1:]...), now); err != nil {
-			return nil, err
-		}
-		if prev := st.cur.Load(); prev != nil && prev.crls != nil {
-			if err := s.notOlderThan(&prev.verifier, o.CRLFile); err != nil {
-				return nil, err
-			}
-		}
+	if prev := st.cur.Load(); prev != nil && prev.crls != nil {
+		return s.notOlderThan(&prev.verifier, file)
 	}
+	return nil
+}
+
+// buildConfigs builds the snapshot's tls.Configs once per load.
+func (st *state) buildConfigs(s *snapshot) {
 	s.config = st.buildConfig(s)
 	s.httpConfig = s.config.Clone()
 	s.httpConfig.NextProtos = []string{"h2", "http/1.1"}
@@ -162,7 +215,6 @@ func (st *state) load(f fileSet) (*snapshot, error) {
 		s.httpConfig.ClientAuth = tls.VerifyClientCertIfGiven
 		s.httpConfig.VerifyConnection = func(cs tls.ConnectionState) error { return st.checkVerifiedClient(s, cs) }
 	}
-	return s, nil
 }
 
 func (st *state) buildConfig(s *snapshot) *tls.Config {
@@ -189,7 +241,7 @@ func (st *state) buildConfig(s *snapshot) *tls.Config {
 		// cost little.
 		cfg.SessionTicketsDisabled = true
 		cfg.VerifyConnection = func(tls.ConnectionState) error {
-			return reject(reasonInvalid, nil, errors.New("mtlscreds: internal error: the connection's VerifyConnection was not set"))
+			return reject(ReasonInvalid, nil, errors.New("internal error: the connection's VerifyConnection was not set"))
 		}
 	} else {
 		// clientHandshake verifies the server itself, per connection (see
@@ -215,42 +267,58 @@ func (st *state) loadCRLs(s *snapshot, data []byte, file string, known []*x509.C
 		return fmt.Errorf("CRL file %s: %w", file, err)
 	}
 	for i, l := range lists {
-		if err := CheckCRL(l); err != nil {
+		if err := checkCRL(l); err != nil {
 			return fmt.Errorf("CRL file %s: CRL %d from %q %w", file, i+1, l.Issuer, err)
 		}
 	}
 	s.addCRLs(lists)
 	for i, c := range s.crlSet {
-		// A known certificate with the CRL's issuer name and key
-		// identifier must have signed it: a CRL that claims to be from
-		// our own CA but is not is a bad file, not one to skip. Other
-		// CRLs (a CA of the same name after a rotation, an issuer only
-		// peers know) are verified at the handshake that needs them.
-		var claimed *x509.Certificate
-		for _, k := range known {
-			if !bytes.Equal(k.RawSubject, c.list.RawIssuer) || !sameKeyID(k, c.list) {
-				continue
-			}
-			claimed = k
-			if c.signedBy(k) {
-				break
-			}
+		if err := st.checkLoadedCRL(s, c, i+1, file, known, now); err != nil {
+			return err
 		}
-		if claimed != nil && c.signer.Load() == nil {
-			return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, i+1, describe(claimed))
-		}
-		l := c.list
-		if l.NextUpdate.IsZero() || !now.After(l.NextUpdate) || s.newest(l) != c {
-			continue
-		}
-		if claimed != nil {
-			return fmt.Errorf("CRL file %s: CRL %d from %s expired at %s (next update), now is %s",
-				file, i+1, describe(claimed), l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-		}
-		st.log.Warn("mtlscreds: a CRL in the CRL file is past its next update; the certificates of its issuer are refused as revocation_unknown until it is re-published",
-			"file", file, "crl", i+1, "issuer", l.Issuer.String(), "number", crlNumber(l), "next_update", l.NextUpdate.UTC())
 	}
 	return nil
+}
+
+// checkLoadedCRL checks the n-th CRL of the file. A known certificate with
+// the CRL's issuer name and key identifier must have signed it: a CRL that
+// claims to be from our own CA but is not is a bad file, not one to skip.
+// Other CRLs (a CA of the same name after a rotation, an issuer only peers
+// know) are verified at the handshake that needs them. A stale newest CRL
+// fails the file when it is a known issuer's, and is logged otherwise.
+func (st *state) checkLoadedCRL(s *snapshot, c *crl, n int, file string, known []*x509.Certificate, now time.Time) error {
+	claimed := claimedIssuer(c, known)
+	if claimed != nil && c.signer.Load() == nil {
+		return fmt.Errorf("CRL file %s: CRL %d is not signed by its issuer %s", file, n, describe(claimed))
+	}
+	l := c.list
+	if l.NextUpdate.IsZero() || !now.After(l.NextUpdate) || s.newest(l) != c {
+		return nil
+	}
+	if claimed != nil {
+		return fmt.Errorf("CRL file %s: CRL %d from %s expired at %s (next update), now is %s",
+			file, n, describe(claimed), l.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	st.log.Warn("mtlscreds: a CRL in the CRL file is past its next update; the certificates of its issuer are refused as revocation_unknown until it is re-published",
+		"file", file, "crl", n, "issuer", l.Issuer.String(), "number", crlNumber(l), "next_update", l.NextUpdate.UTC())
+	return nil
+}
+
+// claimedIssuer is the known certificate c claims to be from (by name and
+// key identifier), remembering it as c's signer when its signature checks
+// out; nil when c names no known certificate.
+func claimedIssuer(c *crl, known []*x509.Certificate) *x509.Certificate {
+	var claimed *x509.Certificate
+	for _, k := range known {
+		if !bytes.Equal(k.RawSubject, c.list.RawIssuer) || !sameKeyID(k, c.list) {
+			continue
+		}
+		claimed = k
+		if c.signedBy(k) {
+			break
+		}
+	}
+	return claimed
 }
 
 // issuerKey tells CRL issuers apart: by name and key identifier, since a

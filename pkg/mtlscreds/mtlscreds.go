@@ -223,8 +223,18 @@ func NewClient(opts Options) (*Credentials, error) { return newCredentials(opts,
 
 func newCredentials(opts Options, server bool) (*Credentials, error) {
 	if err := checkOptions(&opts, server); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mtlscreds: %w", err)
 	}
+	st := newState(opts, server)
+	if err := st.start(); err != nil {
+		return nil, fmt.Errorf("mtlscreds: %w", err)
+	}
+	return &Credentials{state: st, serverName: opts.ServerName}, nil
+}
+
+// newState is the state of one side's credentials before anything is
+// loaded, with the defaults of Options filled in.
+func newState(opts Options, server bool) *state {
 	st := &state{
 		server:  server,
 		side:    "client",
@@ -246,101 +256,156 @@ func newCredentials(opts Options, server bool) (*Credentials, error) {
 	if st.now == nil {
 		st.now = time.Now
 	}
+	return st
+}
+
+// start loads the first set, which must be good, registers the metrics and
+// starts watching for changes.
+func (st *state) start() error {
 	files, err := st.readFiles()
 	if err != nil {
-		return nil, fmt.Errorf("mtlscreds: %w", err)
+		return err
 	}
 	snap, err := st.load(files)
 	if err != nil {
-		return nil, fmt.Errorf("mtlscreds: %w", err)
+		return err
 	}
 	st.cur.Store(snap)
-	mp := opts.MeterProvider
+	if err := st.startMetrics(); err != nil {
+		return err
+	}
+	if st.server && st.opts.Mode == Permissive {
+		st.log.Warn("mtlscreds: server in PERMISSIVE mode: clients without a certificate are accepted, unauthenticated; use it only while migrating callers to mTLS")
+	}
+	st.log.Info("mtlscreds: credentials loaded", snap.logAttrs()...)
+	if st.opts.PollInterval < 0 {
+		return nil
+	}
+	if err := st.watch(); err != nil {
+		st.stopSource()
+		st.metrics.close()
+		return err
+	}
+	// A change between the first load and the start of the watch would
+	// otherwise go unseen until the next one.
+	if now, err := st.readFiles(); err != nil || !now.equal(&snap.files) {
+		_ = st.reload(triggerWatch)
+	}
+	return nil
+}
+
+// startMetrics registers the metrics with Options.MeterProvider, or the
+// global one.
+func (st *state) startMetrics() error {
+	mp := st.opts.MeterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
+	var err error
 	if st.metrics, err = newMetrics(mp, st); err != nil {
-		return nil, fmt.Errorf("mtlscreds: metrics: %w", err)
+		return fmt.Errorf("metrics: %w", err)
 	}
-	if server {
-		if opts.Mode == Permissive {
-			st.log.Warn("mtlscreds: server in PERMISSIVE mode: clients without a certificate are accepted, unauthenticated; use it only while migrating callers to mTLS")
-		}
-	}
-	st.log.Info("mtlscreds: credentials loaded", snap.logAttrs()...)
-	if opts.PollInterval >= 0 {
-		st.watching = true
-		paths := []string{opts.CertFile, opts.KeyFile, opts.CAFile}
-		if opts.Source != nil {
-			paths = st.watchSource()
-		}
-		if opts.CRLFile != "" {
-			paths = append(paths, opts.CRLFile)
-		}
-		if len(paths) > 0 {
-			st.watcher, err = filewatch.Start(filewatch.Options{
-				Paths:        paths,
-				PollInterval: opts.PollInterval,
-				Logger:       st.log,
-			}, func() { _ = st.reload(triggerWatch) })
-		}
-		if err != nil {
-			st.stopSource()
-			st.metrics.close()
-			return nil, fmt.Errorf("mtlscreds: %w", err)
-		}
-		// A change between the first load and the start of the watch
-		// would otherwise go unseen until the next one.
-		if now, err := st.readFiles(); err != nil || !now.equal(&snap.files) {
-			_ = st.reload(triggerWatch)
-		}
-	}
-	return &Credentials{state: st, serverName: opts.ServerName}, nil
+	return nil
 }
 
+// watch reloads when the files change, or when the Source says its
+// material did (and the CRL file, which a Source does not replace).
+func (st *state) watch() error {
+	st.watching = true
+	paths := []string{st.opts.CertFile, st.opts.KeyFile, st.opts.CAFile}
+	if st.opts.Source != nil {
+		paths = st.watchSource()
+	}
+	if st.opts.CRLFile != "" {
+		paths = append(paths, st.opts.CRLFile)
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	var err error
+	st.watcher, err = filewatch.Start(filewatch.Options{
+		Paths:        paths,
+		PollInterval: st.opts.PollInterval,
+		Logger:       st.log,
+	}, func() { _ = st.reload(triggerWatch) })
+	return err
+}
+
+// checkOptions refuses options that are wrong or meant for the other side,
+// and fills in the defaults of MinVersion and the durations.
 func checkOptions(opts *Options, server bool) error {
+	if err := checkFiles(opts); err != nil {
+		return err
+	}
+	if err := checkSide(opts, server); err != nil {
+		return err
+	}
+	if err := checkNames(opts); err != nil {
+		return err
+	}
+	return defaultDurations(opts)
+}
+
+// checkFiles requires the three files, or a Source instead of them.
+func checkFiles(opts *Options) error {
 	if opts.Source != nil {
 		if err := checkSource(opts); err != nil {
 			return err
 		}
 	}
 	for _, f := range []struct{ name, val string }{
-		{"CertFile", opts.CertFile}, {"KeyFile", opts.KeyFile}, {"CAFile", opts.CAFile},
+		{"Options.CertFile", opts.CertFile}, {"Options.KeyFile", opts.KeyFile}, {"Options.CAFile", opts.CAFile},
 	} {
 		if f.val == "" {
-			return fmt.Errorf("mtlscreds: Options.%s is required", f.name)
+			return fmt.Errorf("%s is required", f.name)
 		}
 	}
+	return nil
+}
+
+// checkSide checks the TLS version and the options only one side has.
+func checkSide(opts *Options, server bool) error {
 	switch opts.MinVersion {
 	case 0:
 		opts.MinVersion = tls.VersionTLS13
 	case tls.VersionTLS12, tls.VersionTLS13:
 	default:
-		return fmt.Errorf("mtlscreds: Options.MinVersion %#04x: want tls.VersionTLS12 or tls.VersionTLS13", opts.MinVersion)
+		return fmt.Errorf("Options.MinVersion %#04x: want tls.VersionTLS12 or tls.VersionTLS13", opts.MinVersion)
 	}
 	if opts.Mode != Strict && opts.Mode != Permissive {
-		return fmt.Errorf("mtlscreds: Options.Mode %v: want Strict or Permissive", opts.Mode)
+		return fmt.Errorf("Options.Mode %v: want Strict or Permissive", opts.Mode)
 	}
 	if !server && opts.Mode != Strict {
-		return errors.New("mtlscreds: Options.Mode is for servers; a client always presents its certificate")
+		return errors.New("Options.Mode is for servers; a client always presents its certificate")
 	}
 	if server && (opts.ServerName != "" || opts.ServerIdentity != "") {
-		return errors.New("mtlscreds: Options.ServerName and ServerIdentity are for clients")
+		return errors.New("Options.ServerName and ServerIdentity are for clients")
 	}
+	return nil
+}
+
+// checkNames checks the trust domain and the server identity wanted.
+func checkNames(opts *Options) error {
 	if opts.TrustDomain != "" {
 		if err := identity.ValidateSPIFFEID("spiffe://" + opts.TrustDomain); err != nil || strings.Contains(opts.TrustDomain, "/") {
-			return fmt.Errorf("mtlscreds: Options.TrustDomain %q is not a trust domain name", opts.TrustDomain)
+			return fmt.Errorf("Options.TrustDomain %q is not a trust domain name", opts.TrustDomain)
 		}
 	}
 	// A malformed SPIFFE ID would match no server: say so now rather than
 	// refuse every handshake.
 	if strings.Contains(opts.ServerIdentity, "://") {
 		if err := identity.ValidateSPIFFEID(opts.ServerIdentity); err != nil {
-			return fmt.Errorf("mtlscreds: Options.ServerIdentity: %w", err)
+			return fmt.Errorf("Options.ServerIdentity: %w", err)
 		}
 	}
+	return nil
+}
+
+// defaultDurations refuses negative durations and gives the zero ones their
+// defaults.
+func defaultDurations(opts *Options) error {
 	if opts.MaxConnectionAge < 0 || opts.MaxConnectionAgeGrace < 0 || opts.HandshakeTimeout < 0 {
-		return errors.New("mtlscreds: Options.MaxConnectionAge, MaxConnectionAgeGrace and HandshakeTimeout must not be negative")
+		return errors.New("Options.MaxConnectionAge, MaxConnectionAgeGrace and HandshakeTimeout must not be negative")
 	}
 	if opts.HandshakeTimeout == 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
@@ -358,7 +423,12 @@ func checkOptions(opts *Options, server bool) error {
 // them the credentials of the next handshakes. It is what a SIGHUP handler
 // calls. When they are not, the error says why, the failure is logged and
 // counted, and the credentials in use do not change.
-func (c *Credentials) Reload() error { return c.reload(triggerExplicit) }
+func (c *Credentials) Reload() error {
+	if err := c.reload(triggerExplicit); err != nil {
+		return fmt.Errorf("mtlscreds: reload: %w", err)
+	}
+	return nil
+}
 
 // What started a reload, for the log.
 const (
@@ -403,6 +473,13 @@ func (c *Credentials) TLSConfig() *tls.Config {
 			},
 		}
 	}
+	return c.clientTLSConfig()
+}
+
+// clientTLSConfig is TLSConfig for a client: the certificate and the
+// check of the server are looked up at each handshake.
+func (c *Credentials) clientTLSConfig() *tls.Config {
+	st := c.state
 	cfg := &tls.Config{
 		MinVersion:   st.opts.MinVersion,
 		CipherSuites: tls12Suites, // as the gRPC credentials: Go's defaults include CBC
@@ -414,8 +491,11 @@ func (c *Credentials) TLSConfig() *tls.Config {
 		// follow: verification is done in full by VerifyConnection.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, err := st.verifyServer(st.cur.Load(), cs, cs.ServerName)
-			return err
+			if _, err := st.verifyServer(st.cur.Load(), cs, cs.ServerName); err != nil {
+				reason, cert := classify(err, st.now())
+				return refusal(err, reason, cert)
+			}
+			return nil
 		},
 	}
 	if st.opts.now != nil {
@@ -528,20 +608,26 @@ func (st *state) reload(trigger string) error {
 		snap, err = st.load(files)
 	}
 	if err != nil {
-		st.metrics.reloaded(resultFailure)
-		attrs := []any{"trigger", trigger, "err", err}
-		if d := st.scheduleRetry(); d > 0 {
-			attrs = append(attrs, "retry_in", d)
-		}
-		st.log.Error("mtlscreds: reload rejected; still serving the last good credentials",
-			append(attrs, st.cur.Load().logAttrs()...)...)
-		return fmt.Errorf("mtlscreds: reload: %w", err)
+		st.reloadFailed(trigger, err)
+		return err
 	}
 	st.stopRetry()
 	st.cur.Store(snap)
 	st.metrics.reloaded(resultSuccess)
 	st.log.Info("mtlscreds: credentials reloaded", append([]any{"trigger", trigger}, snap.logAttrs()...)...)
 	return nil
+}
+
+// reloadFailed counts and logs a rejected set, and schedules a retry.
+// reloadMu is held.
+func (st *state) reloadFailed(trigger string, err error) {
+	st.metrics.reloaded(resultFailure)
+	attrs := []any{"trigger", trigger, "err", err}
+	if d := st.scheduleRetry(); d > 0 {
+		attrs = append(attrs, "retry_in", d)
+	}
+	st.log.Error("mtlscreds: reload rejected; still serving the last good credentials",
+		append(attrs, st.cur.Load().logAttrs()...)...)
 }
 
 // scheduleRetry arms the retry timer with the next backoff delay and returns

@@ -36,7 +36,7 @@ func TestRefusalLogIsCappedAndSampled(t *testing.T) {
 		}
 	}
 	eventually(t, "every refusal to be counted", func() bool {
-		return ob.sum(t, metricRejections, "reason="+reasonExpired) == tries
+		return ob.sum(t, metricRejections, "reason="+string(ReasonExpired)) == tries
 	})
 	var refused []string
 	for _, l := range strings.Split(ob.log.String(), "\n") {
@@ -53,7 +53,7 @@ func TestRefusalLogIsCappedAndSampled(t *testing.T) {
 	if strings.Contains(refused[0], "\u202e") || strings.Contains(ob.log.String(), "\nlevel=ERROR msg=forged") {
 		t.Errorf("the subject went into the log unescaped: %.300s...", refused[0])
 	}
-	if !strings.Contains(refused[0], "reason="+reasonExpired) || !strings.Contains(refused[0], "bytes)") {
+	if !strings.Contains(refused[0], "reason="+string(ReasonExpired)) || !strings.Contains(refused[0], "bytes)") {
 		t.Errorf("the line lacks the reason or the cut subject's length: %.500s", refused[0])
 	}
 	// err, as every idwire log line names an error.

@@ -53,6 +53,15 @@ type Material struct {
 // domain (ca.crt), in trust domain order so that the same material always
 // gives the same bytes.
 func (m *Material) MarshalPEM() (chain, key, bundles []byte, err error) {
+	if chain, key, bundles, err = m.marshalPEM(); err != nil {
+		return nil, nil, nil, fmt.Errorf("mtlscreds: %w", err)
+	}
+	return chain, key, bundles, nil
+}
+
+// marshalPEM is MarshalPEM for fileSet, whose errors the credentials
+// prefix.
+func (m *Material) marshalPEM() (chain, key, bundles []byte, err error) {
 	if m == nil || len(m.Chain) == 0 {
 		return nil, nil, nil, errors.New("no certificate")
 	}
@@ -80,7 +89,7 @@ func (m *Material) MarshalPEM() (chain, key, bundles []byte, err error) {
 func (m *Material) fileSet() (fileSet, error) {
 	var fs fileSet
 	var err error
-	if fs.cert, fs.key, fs.ca, err = m.MarshalPEM(); err != nil {
+	if fs.cert, fs.key, fs.ca, err = m.marshalPEM(); err != nil {
 		return fs, err
 	}
 	// Each root vouches for the trust domain whose bundle it came in, as
@@ -120,7 +129,7 @@ func (st *state) readSource() (fileSet, error) {
 // material after the source, for the errors of load.
 func checkSource(opts *Options) error {
 	if opts.CertFile != "" || opts.KeyFile != "" || opts.CAFile != "" {
-		return fmt.Errorf("mtlscreds: Options.Source (%s) replaces CertFile, KeyFile and CAFile: set one or the other", opts.Source)
+		return fmt.Errorf("Options.Source (%s) replaces CertFile, KeyFile and CAFile: set one or the other", opts.Source)
 	}
 	opts.CertFile = "X509-SVID from " + opts.Source.String()
 	opts.KeyFile = "private key from " + opts.Source.String()

@@ -95,16 +95,16 @@ func (v *verifier) bindChain(chain []*x509.Certificate, td string) error {
 	if td != "" && v.trustDomains != nil {
 		switch got, ok := v.trustDomains[string(root.Raw)]; {
 		case !ok:
-			return reject(reasonTrustDomain, leaf, fmt.Errorf("has a SPIFFE ID of trust domain %q but chains to the root %s, which names no trust domain "+
+			return reject(ReasonTrustDomain, leaf, fmt.Errorf("has a SPIFFE ID of trust domain %q but chains to the root %s, which names no trust domain "+
 				"(give it a URI SAN spiffe://TRUST-DOMAIN, or set Options.TrustDomain)", td, describe(root)))
 		case got != td:
-			return reject(reasonTrustDomain, leaf, fmt.Errorf("has a SPIFFE ID of trust domain %q but chains to the root %s of trust domain %q", td, describe(root), got))
+			return reject(ReasonTrustDomain, leaf, fmt.Errorf("has a SPIFFE ID of trust domain %q but chains to the root %s of trust domain %q", td, describe(root), got))
 		}
 	}
 	if cn := leaf.Subject.CommonName; cn != "" {
 		for _, ca := range chain[1:] {
 			if err := cnPermitted(cn, ca); err != nil {
-				return reject(reasonNameConstraints, leaf, fmt.Errorf("has the common name %q, which %s: a constrained CA vouches only for the names it is constrained to", cn, err))
+				return reject(ReasonNameConstraints, leaf, fmt.Errorf("has the common name %q, which %s: a constrained CA vouches only for the names it is constrained to", cn, err))
 			}
 		}
 	}

@@ -195,15 +195,15 @@ func TestSourceBundlesPerTrustDomain(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		leaf       *ca.Leaf
-		wantReason string
+		wantReason Reason
 	}{
 		{leafOf(t, own, "a", nil, "spiffe://example.org/a"), ""},
 		{leafOf(t, federated, "b", nil, "spiffe://partner.example/b"), ""},
-		{leafOf(t, federated, "c", nil, "spiffe://example.org/admin"), reasonTrustDomain},
-		{leafOf(t, own, "d", nil, "spiffe://partner.example/d"), reasonTrustDomain},
+		{leafOf(t, federated, "c", nil, "spiffe://example.org/admin"), ReasonTrustDomain},
+		{leafOf(t, own, "d", nil, "spiffe://partner.example/d"), ReasonTrustDomain},
 	} {
 		_, err := snap.verify(tc.leaf.Chain, x509.ExtKeyUsageClientAuth, "", "", time.Now())
-		got := ""
+		var got Reason
 		if err != nil {
 			got = RefusalReason(err)
 		}

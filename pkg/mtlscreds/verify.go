@@ -19,51 +19,110 @@ import (
 	"github.com/idwire/idwire/pkg/identity"
 )
 
-// Reasons a handshake is refused: the values of the "reason" attribute of
-// idwire.mtlscreds.handshake.rejections and of the log lines.
+// Reason says why a handshake, or VerifyPeer, refused a peer. The values
+// are stable: they are the "reason" attribute of
+// idwire.mtlscreds.handshake.rejections and of the log lines, and
+// dashboards and alerts select on them. docs/mtlscreds.md says which
+// hostile certificate gets which.
+type Reason string
+
+// The reasons. All but ReasonTLS are refusals, carried by a *RejectError.
 const (
-	reasonNoCertificate     = "no_certificate"
-	reasonChainTooLong      = "chain_too_long"
-	reasonTrustDomain       = "trust_domain"
-	reasonNameConstraints   = "name_constraints"
-	reasonUnknownAuthority  = "unknown_authority"
-	reasonSelfSigned        = "self_signed"
-	reasonExpired           = "expired"
-	reasonNotYetValid       = "not_yet_valid"
-	reasonExtKeyUsage       = "ext_key_usage"
-	reasonLeafIsCA          = "leaf_is_ca"
-	reasonKeyUsage          = "key_usage"
-	reasonRevoked           = "revoked"
-	reasonRevocationUnknown = "revocation_unknown"
-	reasonServerName        = "server_name"
-	reasonServerIdentity    = "server_identity"
-	reasonBadIdentity       = "bad_identity"
-	reasonInvalid           = "invalid_certificate"
-	reasonPeerRejected      = "rejected_by_peer"
-	reasonALPN              = "no_alpn"
-	reasonTLS               = "tls" // not about certificates: protocol, EOF, timeout
+	// ReasonNoCertificate: the peer presented no certificate (a client in
+	// STRICT mode, or a server).
+	ReasonNoCertificate Reason = "no_certificate"
+	// ReasonChainTooLong: more than 10 certificates, refused before any
+	// signature is checked.
+	ReasonChainTooLong Reason = "chain_too_long"
+	// ReasonTrustDomain: a SPIFFE ID vouched for by a root of another
+	// trust domain (or of none, when others have one).
+	ReasonTrustDomain Reason = "trust_domain"
+	// ReasonNameConstraints: a common name outside the chain's name
+	// constraints.
+	ReasonNameConstraints Reason = "name_constraints"
+	// ReasonUnknownAuthority: the chain does not lead to a root of the
+	// bundle.
+	ReasonUnknownAuthority Reason = "unknown_authority"
+	// ReasonSelfSigned: a self-signed leaf that is not in the bundle.
+	ReasonSelfSigned Reason = "self_signed"
+	// ReasonExpired and ReasonNotYetValid: a certificate of the chain is
+	// outside its validity at the time of the check.
+	ReasonExpired     Reason = "expired"
+	ReasonNotYetValid Reason = "not_yet_valid"
+	// ReasonExtKeyUsage: the leaf lacks clientAuth (for a client) or
+	// serverAuth (for a server).
+	ReasonExtKeyUsage Reason = "ext_key_usage"
+	// ReasonLeafIsCA: the leaf is a CA certificate.
+	ReasonLeafIsCA Reason = "leaf_is_ca"
+	// ReasonKeyUsage: the leaf may sign certificates or CRLs.
+	ReasonKeyUsage Reason = "key_usage"
+	// ReasonRevoked: a certificate of the chain is on its issuer's CRL.
+	ReasonRevoked Reason = "revoked"
+	// ReasonRevocationUnknown: with a CRL configured, no current CRL of the
+	// leaf's issuer decides it.
+	ReasonRevocationUnknown Reason = "revocation_unknown"
+	// ReasonServerName: the server's certificate does not name the host
+	// dialled, or there was no name to check.
+	ReasonServerName Reason = "server_name"
+	// ReasonServerIdentity: the server is not Options.ServerIdentity.
+	ReasonServerIdentity Reason = "server_identity"
+	// ReasonBadIdentity: the leaf names nobody, or ambiguously (see
+	// identity.FromCertificate).
+	ReasonBadIdentity Reason = "bad_identity"
+	// ReasonInvalid: any other certificate the verifier refuses.
+	ReasonInvalid Reason = "invalid_certificate"
+	// ReasonPeerRejected: the peer refused us (a TLS alert).
+	ReasonPeerRejected Reason = "rejected_by_peer"
+	// ReasonALPN: the peer did not negotiate h2, which gRPC requires.
+	ReasonALPN Reason = "no_alpn"
+	// ReasonTLS is no refusal: the handshake failed on the protocol (the
+	// peer hung up, timed out or spoke no TLS). Its error is not a
+	// *RejectError; RefusalReason returns it for such errors.
+	ReasonTLS Reason = "tls"
 )
 
-// rejectError is a refusal by one of our checks: the reason for metrics and
-// the certificate it is about, for the log.
-type rejectError struct {
-	reason string
-	cert   *x509.Certificate
-	err    error
+// RejectError is a refusal of a peer's certificate, or of the peer: the
+// error ClientHandshake, ServerHandshake, VerifyPeer and the connections of
+// TLSConfig return when a check fails, found with errors.As (an HTTPS
+// server of TLSConfig leaves the chain to crypto/tls, whose x509 errors are
+// no RejectError; RefusalReason names them). Reason is the
+// stable label the refusal is counted and logged under; Cert is the
+// certificate refused, nil when the refusal is about no certificate in
+// particular; Err says what is wrong with it (for a chain that does not
+// verify, a *tls.CertificateVerificationError wrapping the x509 error).
+type RejectError struct {
+	Reason Reason
+	Cert   *x509.Certificate
+	Err    error
 }
 
-func reject(reason string, cert *x509.Certificate, err error) error {
-	return &rejectError{reason: reason, cert: cert, err: err}
+func reject(reason Reason, cert *x509.Certificate, err error) error {
+	return &RejectError{Reason: reason, Cert: cert, Err: err}
 }
 
-func (e *rejectError) Error() string {
-	if e.cert == nil {
-		return "mtlscreds: " + e.err.Error()
+// Error carries the package's prefix: a RejectError is returned as it is by
+// the exported functions, never wrapped in another error of this package.
+func (e *RejectError) Error() string {
+	what := "refused (" + string(e.Reason) + ")"
+	if e.Err != nil { // always, but for a RejectError made outside the package
+		what = e.Err.Error()
 	}
-	return fmt.Sprintf("mtlscreds: certificate %s: %v", describe(e.cert), e.err)
+	if e.Cert == nil {
+		return "mtlscreds: " + what
+	}
+	return fmt.Sprintf("mtlscreds: certificate %s: %s", describe(e.Cert), what)
 }
 
-func (e *rejectError) Unwrap() error { return e.err }
+func (e *RejectError) Unwrap() error { return e.Err }
+
+// rejectCause is what a check refused, without the RejectError around it,
+// for errors about our own certificate that name the file instead.
+func rejectCause(err error) error {
+	if re, ok := errors.AsType[*RejectError](err); ok {
+		return re.Err
+	}
+	return err
+}
 
 // maxPeerChain is how many certificates a peer may present: its leaf and
 // up to nine intermediates (real chains have one or two). It is checked
@@ -97,10 +156,10 @@ type verifiedPeer struct {
 // (ServerIdentity).
 func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dnsName, want string, now time.Time) (verifiedPeer, error) {
 	if len(certs) == 0 {
-		return verifiedPeer{}, reject(reasonNoCertificate, nil, errors.New("the peer presented no certificate"))
+		return verifiedPeer{}, reject(ReasonNoCertificate, nil, errors.New("the peer presented no certificate"))
 	}
 	if len(certs) > maxPeerChain {
-		return verifiedPeer{}, reject(reasonChainTooLong, certs[0], fmt.Errorf("the peer presented %d certificates; at most %d (the leaf and its intermediates) are accepted", len(certs), maxPeerChain))
+		return verifiedPeer{}, reject(ReasonChainTooLong, certs[0], fmt.Errorf("the peer presented %d certificates; at most %d (the leaf and its intermediates) are accepted", len(certs), maxPeerChain))
 	}
 	opts := x509.VerifyOptions{
 		Roots:         v.pool,
@@ -121,7 +180,7 @@ func (v *verifier) verify(certs []*x509.Certificate, usage x509.ExtKeyUsage, dns
 		return verifiedPeer{}, err
 	}
 	if want != "" && !matchIdentity(id, want) {
-		return verifiedPeer{}, reject(reasonServerIdentity, certs[0], fmt.Errorf("the server is %s, want %s", id, want))
+		return verifiedPeer{}, reject(ReasonServerIdentity, certs[0], fmt.Errorf("the server is %s, want %s", id, want))
 	}
 	return verifiedPeer{chains: chains, id: id}, nil
 }
@@ -164,7 +223,7 @@ func leafIdentity(leaf *x509.Certificate) (*identity.Identity, error) {
 			err = fmt.Errorf("names its holder only by IP address (%v), which is no idwire identity: "+
 				"give the certificate a common name, DNS name or SPIFFE ID as well (mtlsca names every certificate all three ways)", leaf.IPAddresses)
 		}
-		return nil, reject(reasonBadIdentity, leaf, err)
+		return nil, reject(ReasonBadIdentity, leaf, err)
 	}
 	return id, nil
 }
@@ -177,7 +236,7 @@ func (st *state) checkClient(s *snapshot, cs tls.ConnectionState, p *verifiedPee
 		if st.opts.Mode == Permissive {
 			return nil
 		}
-		return reject(reasonNoCertificate, nil, errors.New("the client presented no certificate (STRICT mode)"))
+		return reject(ReasonNoCertificate, nil, errors.New("the client presented no certificate (STRICT mode)"))
 	}
 	*p, err = s.verify(cs.PeerCertificates, st.peerEKU, "", "", st.now())
 	return err
@@ -191,12 +250,12 @@ func (st *state) checkVerifiedClient(s *snapshot, cs tls.ConnectionState) error 
 		if st.opts.Mode == Permissive {
 			return nil
 		}
-		return reject(reasonNoCertificate, nil, errors.New("the client presented no certificate (STRICT mode)"))
+		return reject(ReasonNoCertificate, nil, errors.New("the client presented no certificate (STRICT mode)"))
 	}
 	if len(cs.VerifiedChains) == 0 {
 		// Unreachable with ClientAuth >= VerifyClientCertIfGiven; kept so
 		// that a configuration mistake fails closed.
-		return reject(reasonInvalid, cs.PeerCertificates[0], errors.New("the certificate was not verified"))
+		return reject(ReasonInvalid, cs.PeerCertificates[0], errors.New("the certificate was not verified"))
 	}
 	_, _, err := s.check(cs.VerifiedChains, st.peerEKU, st.now())
 	return err
@@ -204,20 +263,20 @@ func (st *state) checkVerifiedClient(s *snapshot, cs tls.ConnectionState) error 
 
 func checkLeaf(leaf *x509.Certificate, want x509.ExtKeyUsage) error {
 	if leaf.IsCA {
-		return reject(reasonLeafIsCA, leaf, errors.New("is a CA certificate; a CA may not be used as a peer identity"))
+		return reject(ReasonLeafIsCA, leaf, errors.New("is a CA certificate; a CA may not be used as a peer identity"))
 	}
 	// The X509-SVID spec: a leaf MUST NOT carry keyCertSign or cRLSign. Go
 	// checks neither, and a leaf that may sign certificates or CRLs is a CA
 	// in all but its basic constraints.
 	if ku := leaf.KeyUsage & (x509.KeyUsageCertSign | x509.KeyUsageCRLSign); ku != 0 {
-		return reject(reasonKeyUsage, leaf, fmt.Errorf("is a leaf with the %s key usage, which only a CA may have", usageName(ku)))
+		return reject(ReasonKeyUsage, leaf, fmt.Errorf("is a leaf with the %s key usage, which only a CA may have", usageName(ku)))
 	}
 	for _, u := range leaf.ExtKeyUsage {
 		if u == want {
 			return nil
 		}
 	}
-	return reject(reasonExtKeyUsage, leaf, fmt.Errorf("lacks the %s extended key usage", usageName(want)))
+	return reject(ReasonExtKeyUsage, leaf, fmt.Errorf("lacks the %s extended key usage", usageName(want)))
 }
 
 // usageName names a key usage (or the pair a leaf must not have) or an
@@ -248,30 +307,34 @@ func (v *verifier) checkRevocation(chain []*x509.Certificate, now time.Time) err
 		lists := v.crls[string(issuer.RawSubject)]
 		if len(lists) == 0 {
 			if i == 0 {
-				return reject(reasonRevocationUnknown, cert, fmt.Errorf("no CRL from its issuer %s in the CRL file", describe(issuer)))
+				return reject(ReasonRevocationUnknown, cert, fmt.Errorf("no CRL from its issuer %s in the CRL file", describe(issuer)))
 			}
 			continue
 		}
-		decided := false
-		for _, l := range lists {
-			if !l.signedBy(issuer) {
-				continue
-			}
-			if !l.list.NextUpdate.IsZero() && now.After(l.list.NextUpdate) {
-				return reject(reasonRevocationUnknown, cert, fmt.Errorf("the CRL of its issuer %s is stale: next update was %s, now is %s",
-					describe(issuer), l.list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
-			}
-			if _, revoked := l.revoked[string(cert.SerialNumber.Bytes())]; revoked {
-				return reject(reasonRevoked, cert, fmt.Errorf("is revoked by the CRL of %s", describe(issuer)))
-			}
-			decided = true
-			break
-		}
-		if !decided {
-			return reject(reasonRevocationUnknown, cert, fmt.Errorf("no CRL in the CRL file is signed by its issuer %s", describe(issuer)))
+		if err := checkRevoked(cert, issuer, lists, now); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// checkRevoked decides cert by the newest of lists (its issuer's, newest
+// first) that issuer signed: it must be current and not list cert.
+func checkRevoked(cert, issuer *x509.Certificate, lists []*crl, now time.Time) error {
+	for _, l := range lists {
+		if !l.signedBy(issuer) {
+			continue
+		}
+		if !l.list.NextUpdate.IsZero() && now.After(l.list.NextUpdate) {
+			return reject(ReasonRevocationUnknown, cert, fmt.Errorf("the CRL of its issuer %s is stale: next update was %s, now is %s",
+				describe(issuer), l.list.NextUpdate.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+		}
+		if _, revoked := l.revoked[string(cert.SerialNumber.Bytes())]; revoked {
+			return reject(ReasonRevoked, cert, fmt.Errorf("is revoked by the CRL of %s", describe(issuer)))
+		}
+		return nil
+	}
+	return reject(ReasonRevocationUnknown, cert, fmt.Errorf("no CRL in the CRL file is signed by its issuer %s", describe(issuer)))
 }
 
 // addCRLs indexes lists by issuer name, each issuer's newest (highest CRL
@@ -311,6 +374,15 @@ var (
 // certificate issuer (indirect), and a critical extension it does not
 // know. Each would make a peer that is not on it look unrevoked.
 func CheckCRL(l *x509.RevocationList) error {
+	if err := checkCRL(l); err != nil {
+		return fmt.Errorf("mtlscreds: CRL from %q %w", l.Issuer, err)
+	}
+	return nil
+}
+
+// checkCRL is CheckCRL for the package's own callers, which name the CRL
+// themselves. Its errors read after the CRL's name.
+func checkCRL(l *x509.RevocationList) error {
 	for _, e := range l.Extensions {
 		switch {
 		case e.Id.Equal(oidDeltaCRLIndicator):
@@ -358,14 +430,14 @@ func (c *crl) signedBy(issuer *x509.Certificate) bool {
 func (st *state) verifyServer(s *snapshot, cs tls.ConnectionState, dnsName string) (verifiedPeer, error) {
 	certs := cs.PeerCertificates
 	if len(certs) == 0 {
-		return verifiedPeer{}, reject(reasonNoCertificate, nil, errors.New("the server presented no certificate"))
+		return verifiedPeer{}, reject(ReasonNoCertificate, nil, errors.New("the server presented no certificate"))
 	}
 	want := st.opts.ServerIdentity
 	if want != "" {
 		// The name dialled is a proxy's: check who answers instead.
 		dnsName = ""
 	} else if dnsName == "" {
-		return verifiedPeer{}, reject(reasonServerName, certs[0], errors.New("no server name to check the certificate against (set ServerName or ServerIdentity)"))
+		return verifiedPeer{}, reject(ReasonServerName, certs[0], errors.New("no server name to check the certificate against (set ServerName or ServerIdentity)"))
 	}
 	return s.verify(certs, st.peerEKU, dnsName, want, st.now())
 }
@@ -381,84 +453,102 @@ func matchIdentity(id *identity.Identity, want string) bool {
 
 // classify turns a handshake error into a reason and, when there is one, the
 // certificate at fault.
-func classify(err error, now time.Time) (string, *x509.Certificate) {
-	var re *rejectError
-	if errors.As(err, &re) {
-		return re.reason, re.cert
+func classify(err error, now time.Time) (Reason, *x509.Certificate) {
+	if re, ok := errors.AsType[*RejectError](err); ok {
+		return re.Reason, re.Cert
 	}
-	var ve *tls.CertificateVerificationError
-	if errors.As(err, &ve) {
-		var leaf *x509.Certificate
-		if len(ve.UnverifiedCertificates) > 0 {
-			leaf = ve.UnverifiedCertificates[0]
-		}
-		var (
-			ua x509.UnknownAuthorityError
-			ci x509.CertificateInvalidError
-			he x509.HostnameError
-		)
-		switch {
-		case errors.As(ve.Err, &ua):
-			if leaf != nil && bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
-				leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
-				return reasonSelfSigned, leaf
-			}
-			return reasonUnknownAuthority, leaf
-		case errors.As(ve.Err, &he):
-			return reasonServerName, leaf
-		case errors.As(ve.Err, &ci):
-			switch ci.Reason {
-			case x509.Expired:
-				if ci.Cert != nil && now.Before(ci.Cert.NotBefore) {
-					return reasonNotYetValid, ci.Cert
-				}
-				if ci.Cert != nil {
-					return reasonExpired, ci.Cert
-				}
-				return reasonExpired, leaf
-			case x509.IncompatibleUsage:
-				return reasonExtKeyUsage, leaf
-			}
-			if ci.Cert != nil {
-				return reasonInvalid, ci.Cert
-			}
-		}
-		return reasonInvalid, leaf
+	if ve, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return classifyVerification(ve, now)
 	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "remote error" {
-		return reasonPeerRejected, nil
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "remote error" {
+		return ReasonPeerRejected, nil
 	}
-	return reasonTLS, nil
+	return ReasonTLS, nil
 }
 
-// handshakeFailed logs and counts a failed handshake. Failures about
-// certificates are warnings that say which check failed on which
-// certificate, with its validity against our clock; the rest (a port
-// scanner, a client hanging up) are debug lines. What the peer chose (its
-// subject, the error quoting its names) is escaped and cut, and a refusal
-// of the same reason from the same address is logged at most once per
-// logsample.DefaultInterval, the next line counting those left out; the
-// metric counts every one.
-func (st *state) handshakeFailed(err error, remote net.Addr) {
+// classifyVerification names what crypto/x509's verifier refused in a
+// chain.
+func classifyVerification(ve *tls.CertificateVerificationError, now time.Time) (Reason, *x509.Certificate) {
+	var leaf *x509.Certificate
+	if len(ve.UnverifiedCertificates) > 0 {
+		leaf = ve.UnverifiedCertificates[0]
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](ve.Err); ok {
+		if leaf != nil && bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
+			leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
+			return ReasonSelfSigned, leaf
+		}
+		return ReasonUnknownAuthority, leaf
+	}
+	if _, ok := errors.AsType[x509.HostnameError](ve.Err); ok {
+		return ReasonServerName, leaf
+	}
+	if ci, ok := errors.AsType[x509.CertificateInvalidError](ve.Err); ok {
+		return classifyInvalid(ci, leaf, now)
+	}
+	return ReasonInvalid, leaf
+}
+
+// classifyInvalid names the reason of a certificate x509 found invalid, and
+// the certificate: the one it names (an expired intermediate, say), or else
+// the leaf.
+func classifyInvalid(ci x509.CertificateInvalidError, leaf *x509.Certificate, now time.Time) (Reason, *x509.Certificate) {
+	cert := leaf
+	if ci.Cert != nil {
+		cert = ci.Cert
+	}
+	switch ci.Reason {
+	case x509.Expired: // x509 says Expired for not yet valid, too
+		if ci.Cert != nil && now.Before(ci.Cert.NotBefore) {
+			return ReasonNotYetValid, cert
+		}
+		return ReasonExpired, cert
+	case x509.IncompatibleUsage:
+		return ReasonExtKeyUsage, leaf
+	}
+	return ReasonInvalid, cert
+}
+
+// refusal is how the exported functions return a failed check or
+// handshake: a refusal as a *RejectError (one of verify's own, or one made
+// here around an x509 error or a peer's alert), anything else with the
+// package's prefix.
+func refusal(err error, reason Reason, cert *x509.Certificate) error {
+	if _, ok := errors.AsType[*RejectError](err); ok {
+		return err
+	}
+	if reason == ReasonTLS {
+		return fmt.Errorf("mtlscreds: %w", err)
+	}
+	return reject(reason, cert, err)
+}
+
+// handshakeFailed logs and counts a failed handshake and returns its error
+// as ServerHandshake and ClientHandshake return it.
+func (st *state) handshakeFailed(err error, remote net.Addr) error {
 	now := st.now()
 	reason, cert := classify(err, now)
 	st.metrics.rejected(reason)
-	level := slog.LevelWarn
-	if reason == reasonTLS {
-		level = slog.LevelDebug
+	st.logRefusal(err, reason, cert, remote, now)
+	return refusal(err, reason, cert)
+}
+
+// logRefusal logs a failed handshake. Failures about certificates are
+// warnings that say which check failed on which certificate, with its
+// validity against our clock; the rest (a port scanner, a client hanging
+// up) are debug lines. What the peer chose (its subject, the error quoting
+// its names) is escaped and cut, and a refusal of the same reason from the
+// same address is logged at most once per logsample.DefaultInterval, the
+// next line counting those left out; the metric counts every one.
+func (st *state) logRefusal(err error, reason Reason, cert *x509.Certificate, remote net.Addr, now time.Time) {
+	level, msg := slog.LevelWarn, "mtlscreds: handshake refused"
+	if reason == ReasonTLS {
+		level, msg = slog.LevelDebug, "mtlscreds: handshake failed"
 	}
 	if !st.log.Enabled(context.Background(), level) {
 		return
 	}
-	host := ""
-	if remote != nil {
-		host = remote.String()
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-	}
-	ok, suppressed := st.sample.Allow(reason + "\x00" + host)
+	ok, suppressed := st.sample.Allow(string(reason) + "\x00" + remoteHost(remote))
 	if !ok {
 		return
 	}
@@ -477,11 +567,20 @@ func (st *state) handshakeFailed(err error, remote net.Addr) {
 			"not_after", cert.NotAfter.UTC(),
 			"now", now.UTC())
 	}
-	if reason == reasonTLS {
-		st.log.Debug("mtlscreds: handshake failed", attrs...)
-		return
+	st.log.Log(context.Background(), level, msg, attrs...)
+}
+
+// remoteHost is the host of a peer's address, what the log is sampled by:
+// a client reconnecting gets a new port each time.
+func remoteHost(remote net.Addr) string {
+	if remote == nil {
+		return ""
 	}
-	st.log.Warn("mtlscreds: handshake refused", attrs...)
+	host := remote.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host
 }
 
 // PeerOptions say what VerifyPeer checks a certificate chain against.
@@ -509,16 +608,32 @@ type PeerOptions struct {
 // intermediates, as a peer presents it) with the very code a handshake
 // runs, and returns the identity a handshake would attach to the
 // connection. It is for tools that must give the services' verdict, such as
-// mtlsca verify. RefusalReason(err) is the reason a handshake would log.
+// mtlsca verify. A refused chain gives a *RejectError whose Reason is the
+// one a handshake would log; bad options give another error.
 func VerifyPeer(chain []*x509.Certificate, o PeerOptions) (*identity.Identity, error) {
 	now := o.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
+	v, err := peerVerifier(o)
+	if err != nil {
+		return nil, fmt.Errorf("mtlscreds: %w", err)
+	}
+	p, err := v.verify(chain, o.Usage, o.ServerName, o.ServerIdentity, now)
+	if err != nil {
+		reason, cert := classify(err, now)
+		return nil, refusal(err, reason, cert)
+	}
+	return p.id, nil
+}
+
+// peerVerifier is what VerifyPeer checks against: the verifier a load
+// builds from the files, built from PeerOptions.
+func peerVerifier(o PeerOptions) (verifier, error) {
 	switch o.Usage {
 	case x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth:
 	default:
-		return nil, fmt.Errorf("mtlscreds: PeerOptions.Usage %s: want clientAuth or serverAuth", usageName(o.Usage))
+		return verifier{}, fmt.Errorf("PeerOptions.Usage %s: want clientAuth or serverAuth", usageName(o.Usage))
 	}
 	v := verifier{pool: x509.NewCertPool(), trustDomains: rootTrustDomains(o.Roots, o.TrustDomain, nil)}
 	for _, r := range o.Roots {
@@ -526,30 +641,22 @@ func VerifyPeer(chain []*x509.Certificate, o PeerOptions) (*identity.Identity, e
 	}
 	if o.CRLs != nil {
 		for i, l := range o.CRLs {
-			if err := CheckCRL(l); err != nil {
-				return nil, fmt.Errorf("mtlscreds: CRL %d from %q %w", i+1, l.Issuer, err)
+			if err := checkCRL(l); err != nil {
+				return verifier{}, fmt.Errorf("CRL %d from %q %w", i+1, l.Issuer, err)
 			}
 		}
 		v.addCRLs(o.CRLs)
 	}
-	p, err := v.verify(chain, o.Usage, o.ServerName, o.ServerIdentity, now)
-	if err != nil {
-		if reason, cert := classify(err, now); !errors.As(err, new(*rejectError)) {
-			err = reject(reason, cert, err)
-		}
-		return nil, err
-	}
-	return p.id, nil
+	return v, nil
 }
 
-// RefusalReason is the reason a handshake, or VerifyPeer, refused with
-// err: the "reason" attribute of the log line and of
-// idwire.mtlscreds.handshake.rejections (docs/mtlscreds.md lists them).
-func RefusalReason(err error) string {
-	var re *rejectError
-	if errors.As(err, &re) {
-		return re.reason
-	}
+// RefusalReason is the reason a handshake, VerifyPeer or a connection of
+// TLSConfig failed with err: the "reason" attribute of the log line and of
+// idwire.mtlscreds.handshake.rejections. It is the Reason of a
+// *RejectError, ReasonTLS for an error that is no refusal, and also names
+// the x509 errors of crypto/tls's own verification (an HTTPS server of
+// TLSConfig).
+func RefusalReason(err error) Reason {
 	reason, _ := classify(err, time.Now())
 	return reason
 }

@@ -72,26 +72,17 @@ type WorkloadAPISource struct {
 // it has no registration entry for: "no identity issued"). Close it when
 // the credentials using it are closed.
 func NewWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*WorkloadAPISource, error) {
-	addr := opts.Addr
-	if addr == "" {
-		if addr = os.Getenv(EndpointSocketEnv); addr == "" {
-			return nil, fmt.Errorf("mtlscreds: no Workload API address: set WorkloadAPIOptions.Addr or %s", EndpointSocketEnv)
-		}
+	s, err := newWorkloadAPISource(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mtlscreds: %w", err)
 	}
-	if strings.HasPrefix(addr, "/") {
-		addr = "unix://" + addr
-	}
-	if err := workloadapi.ValidateAddress(addr); err != nil {
-		return nil, fmt.Errorf("mtlscreds: Workload API address %q: %w", addr, err)
-	}
-	if opts.SPIFFEID != "" {
-		if _, err := spiffeid.FromString(opts.SPIFFEID); err != nil {
-			return nil, fmt.Errorf("mtlscreds: WorkloadAPIOptions.SPIFFEID %q: %w", opts.SPIFFEID, err)
-		}
-	}
-	maxDelay := opts.MaxRetryDelay
-	if maxDelay <= 0 {
-		maxDelay = 5 * time.Second
+	return s, nil
+}
+
+func newWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*WorkloadAPISource, error) {
+	addr, err := workloadAPIAddr(opts)
+	if err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
@@ -107,23 +98,59 @@ func NewWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*Worklo
 	}
 	// The client dials lazily: an agent that is not up yet is waited for
 	// below, not an error here.
-	client, err := workloadapi.New(context.WithoutCancel(ctx),
+	s.client, err = workloadapi.New(context.WithoutCancel(ctx),
 		workloadapi.WithAddr(addr),
-		workloadapi.WithBackoffStrategy(backoffStrategy{max: maxDelay}),
+		workloadapi.WithBackoffStrategy(backoffStrategy{max: opts.MaxRetryDelay}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("mtlscreds: Workload API %s: %w", addr, err)
+		return nil, fmt.Errorf("the Workload API client for %s: %w", addr, err)
 	}
-	s.client = client
+	s.startWatch()
+	if err := s.waitFirst(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// workloadAPIAddr is the endpoint from the options or the environment, as
+// a URL; a bare socket path is a unix:// one.
+func workloadAPIAddr(opts WorkloadAPIOptions) (string, error) {
+	addr := opts.Addr
+	if addr == "" {
+		if addr = os.Getenv(EndpointSocketEnv); addr == "" {
+			return "", fmt.Errorf("no Workload API address: set WorkloadAPIOptions.Addr or %s", EndpointSocketEnv)
+		}
+	}
+	if strings.HasPrefix(addr, "/") {
+		addr = "unix://" + addr
+	}
+	if err := workloadapi.ValidateAddress(addr); err != nil {
+		return "", fmt.Errorf("invalid Workload API address %q: %w", addr, err)
+	}
+	if opts.SPIFFEID != "" {
+		if _, err := spiffeid.FromString(opts.SPIFFEID); err != nil {
+			return "", fmt.Errorf("WorkloadAPIOptions.SPIFFEID %q: %w", opts.SPIFFEID, err)
+		}
+	}
+	return addr, nil
+}
+
+// startWatch follows the Workload API's X.509 stream until Close.
+func (s *WorkloadAPISource) startWatch() {
 	watchCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
 		defer close(s.done)
-		_ = client.WatchX509Context(watchCtx, s)
+		_ = s.client.WatchX509Context(watchCtx, s)
 	}()
+}
+
+// waitFirst waits for the first usable update; when ctx is done first, it
+// closes the source and returns the last error the Workload API gave.
+func (s *WorkloadAPISource) waitFirst(ctx context.Context) error {
 	select {
 	case <-s.first:
-		return s, nil
+		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
 		last := s.lastErr
@@ -132,7 +159,7 @@ func NewWorkloadAPISource(ctx context.Context, opts WorkloadAPIOptions) (*Worklo
 		if last == nil {
 			last = ctx.Err()
 		}
-		return nil, fmt.Errorf("mtlscreds: no X509-SVID from the Workload API %s: %w", addr, last)
+		return fmt.Errorf("no X509-SVID from the Workload API %s: %w", s.addr, last)
 	}
 }
 
@@ -235,12 +262,22 @@ func (s *WorkloadAPISource) pick(svids []*x509svid.SVID) *x509svid.SVID {
 	return nil
 }
 
-// backoffStrategy retries the Workload API after 1s, 2s, 3s … up to max:
-// the agent is local, so a restart is over in seconds and go-spiffe's own cap
-// of 30 seconds would keep the workload on an old SVID for too long.
+// backoffStrategy retries the Workload API after 1s, 2s, 3s … up to max
+// (zero means defaultMaxRetryDelay): the agent is local, so a restart is
+// over in seconds and go-spiffe's own cap of 30 seconds would keep the
+// workload on an old SVID for too long.
 type backoffStrategy struct{ max time.Duration }
 
-func (b backoffStrategy) NewBackoff() workloadapi.Backoff { return &linearBackoff{max: b.max} }
+// defaultMaxRetryDelay is what a zero WorkloadAPIOptions.MaxRetryDelay
+// means.
+const defaultMaxRetryDelay = 5 * time.Second
+
+func (b backoffStrategy) NewBackoff() workloadapi.Backoff {
+	if b.max <= 0 {
+		return &linearBackoff{max: defaultMaxRetryDelay}
+	}
+	return &linearBackoff{max: b.max}
+}
 
 type linearBackoff struct {
 	max time.Duration

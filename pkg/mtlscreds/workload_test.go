@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -316,5 +317,30 @@ func BenchmarkSourceRotation(b *testing.B) {
 		if err := creds.Reload(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestWorkloadAPIBackoff: after the agent goes away, reconnects wait 1s, 2s,
+// 3s … up to MaxRetryDelay, and start again from 1s after a success. (The
+// waits themselves are go-spiffe's, over a real socket, so they are not
+// timed here: a synctest bubble cannot hold a gRPC client's socket I/O.)
+func TestWorkloadAPIBackoff(t *testing.T) {
+	b := backoffStrategy{max: 3500 * time.Millisecond}.NewBackoff()
+	var got []time.Duration
+	for range 5 {
+		got = append(got, b.Next())
+	}
+	b.Reset()
+	got = append(got, b.Next())
+	want := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3500 * time.Millisecond, 3500 * time.Millisecond, time.Second}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delays %v, want %v", got, want)
+	}
+	b = backoffStrategy{}.NewBackoff() // MaxRetryDelay zero
+	for range 10 {
+		b.Next()
+	}
+	if d := b.Next(); d != defaultMaxRetryDelay {
+		t.Fatalf("with MaxRetryDelay zero, the delay grows to %s, want %s", d, defaultMaxRetryDelay)
 	}
 }

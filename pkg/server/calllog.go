@@ -86,6 +86,8 @@ func (l *callLog) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	return err
 }
 
+// finished is the per-call path: it decides, at the cost of a status
+// check, whether the call gets a line, and only then builds it.
 func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start time.Time, err error) {
 	if authz.IsRefusal(err) {
 		// authz logged it already, with the reason, sampled per caller:
@@ -94,23 +96,30 @@ func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start t
 		return
 	}
 	code := status.Code(err)
-	sc := trace.SpanContextFromContext(ctx)
+	if !l.picks(code, trace.SpanContextFromContext(ctx)) {
+		return
+	}
+	if level := codeLevel(code); l.logger.Enabled(ctx, level) {
+		l.write(ctx, level, fullMethod, kind, start, err)
+	}
+}
+
+// picks reports whether the mode logs a call that ended with code, in the
+// trace of sc.
+func (l *callLog) picks(code codes.Code, sc trace.SpanContext) bool {
 	switch l.mode {
 	case logOff:
-		return
+		return false
 	case logErrors:
-		if code == codes.OK {
-			return
-		}
+		return code != codes.OK
 	case logSampled:
-		if code == codes.OK && !sc.IsSampled() {
-			return
-		}
+		return code != codes.OK || sc.IsSampled()
 	}
-	level := codeLevel(code)
-	if !l.logger.Enabled(ctx, level) {
-		return
-	}
+	return true
+}
+
+// write logs the "finished call" line.
+func (l *callLog) write(ctx context.Context, level slog.Level, fullMethod, kind string, start time.Time, err error) {
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	// The caller is logged as authz logs it, in parts ({"cn", "spiffe_id",
 	// "dns"}) or "<unauthenticated>", so that one query finds both lines.
@@ -122,14 +131,14 @@ func (l *callLog) finished(ctx context.Context, fullMethod, kind string, start t
 		slog.String("grpc.service", service),
 		slog.String("grpc.method", method),
 		slog.String("grpc.method_type", kind),
-		slog.String("grpc.code", code.String()),
+		slog.String("grpc.code", status.Code(err).String()),
 		slog.Float64("grpc.time_ms", float64(time.Since(start))/float64(time.Millisecond)),
 		slog.Any("caller", id),
 	)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer.address", p.Addr.String()))
 	}
-	if sc.HasTraceID() {
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 	}
 	if err != nil {

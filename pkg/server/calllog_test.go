@@ -11,6 +11,7 @@ import (
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/logbuf"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -37,7 +38,7 @@ func TestCallLogModes(t *testing.T) {
 			cfg.CallLog = tt.mode
 			s := start(t, cfg, servertest.StoreService("store"), &logs)
 			call := func(caller string, ctx context.Context) error {
-				conn, err := server.Dial(s.Addr().String(), clientConfig(dir, caller, "store"))
+				conn, err := client.Dial(s.Addr().String(), clientConfig(dir, caller, "store"))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -90,45 +90,78 @@ func Env(name, def string) string {
 }
 
 // validate checks the config before anything is started, naming the flag
-// (and its environment variable) of every problem found.
-func (c *Config) validate() error {
+// of every problem found.
+func (c *Config) validate() error { return errors.Join(c.problems()...) }
+
+// problems are validate's errors, one per bad flag or environment value.
+func (c *Config) problems() []error {
+	var errs []error
+	errs = append(errs, c.addressProblems()...)
+	errs = append(errs, c.credentialProblems()...)
+	errs = append(errs, c.fileProblems()...)
+	return append(errs, c.choiceProblems()...)
+}
+
+func (c *Config) addressProblems() []error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("--listen (LISTEN_ADDR) is required"))
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: %v", c.Listen, err))
 	}
-	files := c.SPIFFESocket == ""
-	if !files && (c.CertFile != "" || c.KeyFile != "" || c.CAFile != "") {
-		errs = append(errs, fmt.Errorf("--spiffe-socket (%s) and --cert, --key, --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE) are alternatives: set one or the other", mtlscreds.EndpointSocketEnv))
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen %q: %v", c.MetricsListen, err))
+		}
 	}
-	for _, f := range []struct {
-		flag, env, path string
-		required        bool
-	}{
-		{"--cert", "TLS_CERT_FILE", c.CertFile, files},
-		{"--key", "TLS_KEY_FILE", c.KeyFile, files},
-		{"--ca", "TLS_CA_FILE", c.CAFile, files},
-		{"--crl", "TLS_CRL_FILE", c.CRLFile, false},
-		{"--policy", "AUTHZ_POLICY_FILE", c.PolicyFile, false},
+	return errs
+}
+
+// credentialProblems: the certificate comes from the three files or from
+// the Workload API, never from both or neither.
+func (c *Config) credentialProblems() []error {
+	files := []struct{ flag, env, path string }{
+		{"--cert", "TLS_CERT_FILE", c.CertFile},
+		{"--key", "TLS_KEY_FILE", c.KeyFile},
+		{"--ca", "TLS_CA_FILE", c.CAFile},
+	}
+	var errs []error
+	for _, f := range files {
+		switch {
+		case c.SPIFFESocket != "" && f.path != "":
+			return []error{fmt.Errorf("--spiffe-socket (%s) and --cert, --key, --ca (TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE) are alternatives: set one or the other", mtlscreds.EndpointSocketEnv)}
+		case c.SPIFFESocket == "" && f.path == "":
+			errs = append(errs, fmt.Errorf("%s (%s) is required (or --spiffe-socket, %s)", f.flag, f.env, mtlscreds.EndpointSocketEnv))
+		}
+	}
+	return errs
+}
+
+// fileProblems reports the files named that cannot be read.
+func (c *Config) fileProblems() []error {
+	var errs []error
+	for _, f := range []struct{ flag, path string }{
+		{"--cert", c.CertFile},
+		{"--key", c.KeyFile},
+		{"--ca", c.CAFile},
+		{"--crl", c.CRLFile},
+		{"--policy", c.PolicyFile},
 	} {
 		if f.path == "" {
-			if f.required {
-				errs = append(errs, fmt.Errorf("%s (%s) is required (or --spiffe-socket, %s)", f.flag, f.env, mtlscreds.EndpointSocketEnv))
-			}
 			continue
 		}
 		if err := readable(f.path); err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w", f.flag, f.path, err))
 		}
 	}
+	return errs
+}
+
+// choiceProblems reports the values outside what a flag accepts.
+func (c *Config) choiceProblems() []error {
+	var errs []error
 	if _, err := parseMode(string(c.Mode)); err != nil {
 		errs = append(errs, err)
-	}
-	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			errs = append(errs, fmt.Errorf("--metrics-listen %q: %v", c.MetricsListen, err))
-		}
 	}
 	if _, err := parseLevel(string(c.LogLevel)); err != nil {
 		errs = append(errs, err)
@@ -139,7 +172,29 @@ func (c *Config) validate() error {
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--drain-timeout %s: must be positive", c.DrainTimeout))
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+// drainTimeoutFromEnv applies DRAIN_TIMEOUT when --drain-timeout was not
+// given: a flag.Func has no default value to take the variable from, as the
+// other flags do, so it is applied once the flags are parsed.
+func (c *Config) drainTimeoutFromEnv(fs *flag.FlagSet) error {
+	env := os.Getenv("DRAIN_TIMEOUT")
+	if env == "" || c.DrainTimeout != 0 {
+		return nil
+	}
+	if err := fs.Set("drain-timeout", env); err != nil {
+		return fmt.Errorf("--drain-timeout from DRAIN_TIMEOUT: %v", err)
+	}
+	return nil
+}
+
+// drainTimeout is DrainTimeout or, when zero, its default.
+func (c *Config) drainTimeout() time.Duration {
+	if c.DrainTimeout == 0 {
+		return DefaultDrainTimeout
+	}
+	return c.DrainTimeout
 }
 
 // readable opens and closes path, so that a missing file or a permission
@@ -238,4 +293,15 @@ func NewLogger(level string) (*slog.Logger, error) {
 		return nil, err
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// parseMode maps --mode to the credentials' mode.
+func parseMode(s string) (mtlscreds.Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "strict":
+		return mtlscreds.Strict, nil
+	case "permissive":
+		return mtlscreds.Permissive, nil
+	}
+	return mtlscreds.Strict, fmt.Errorf("--mode %q: want strict or permissive", s)
 }

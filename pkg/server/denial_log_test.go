@@ -10,6 +10,7 @@ import (
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/logbuf"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -22,9 +23,9 @@ func TestDenialIsOneLogLine(t *testing.T) {
 	cfg := config(dir, "store")
 	cfg.CallLog = server.CallLogAll
 	s := start(t, cfg, servertest.StoreService("store"), &logs)
-	put := func(client string) error {
+	put := func(caller string) error {
 		t.Helper()
-		conn, err := server.Dial(s.Addr().String(), clientConfig(dir, client, "store"))
+		conn, err := client.Dial(s.Addr().String(), clientConfig(dir, caller, "store"))
 		if err != nil {
 			t.Fatal(err)
 		}

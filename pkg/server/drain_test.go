@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -71,7 +72,7 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "slow"))
+	conn, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", "slow"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestShutdownDeadlineCutsCalls(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "slow"))
+	conn, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", "slow"))
 	if err != nil {
 		t.Fatal(err)
 	}

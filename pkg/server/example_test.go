@@ -7,11 +7,11 @@ import (
 	"log"
 	"log/slog"
 
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/mtlstest"
 	"github.com/idwire/idwire/pkg/server"
 )
@@ -42,7 +42,7 @@ func ExampleNew() {
 
 	for _, caller := range []string{"admin", "frontend"} {
 		id := certs.Identity(caller)
-		conn, err := server.Dial(srv.Addr().String(), server.ClientConfig{
+		conn, err := client.Dial(srv.Addr().String(), client.Config{
 			CertFile:       id.CertFile,
 			KeyFile:        id.KeyFile,
 			CAFile:         id.CAFile,
@@ -97,24 +97,4 @@ func ExampleRuntime_Dial() {
 		},
 	}
 	server.Main(svc)
-}
-
-// A program that is not a service (a CLI, a test) calls one with Dial and
-// its own certificate.
-func ExampleDial() {
-	conn, err := server.Dial("localhost:8441", server.ClientConfig{
-		CertFile:       ".idwire/admin/tls.crt",
-		KeyFile:        ".idwire/admin/tls.key",
-		CAFile:         ".idwire/admin/ca.crt",
-		ServerIdentity: "store",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Println(resp.GetStatus())
 }

@@ -9,13 +9,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/identity"
-	"github.com/idwire/idwire/pkg/server"
 )
 
 // servedSerial makes a call on conn and returns the serial of the
 // certificate the server presented.
-func servedSerial(t *testing.T, conn *server.Conn) *big.Int {
+func servedSerial(t *testing.T, conn *client.Conn) *big.Int {
 	t.Helper()
 	var p peer.Peer
 	if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {

@@ -9,7 +9,8 @@
 //
 // Service-to-service calls go through Runtime.Dial, which presents the
 // service's own certificate and checks the callee's identity, so the callee
-// authorizes this service and trace context flows along.
+// authorizes this service and trace context flows along. Programs that are
+// not services call them with pkg/client.
 package server
 
 import (
@@ -18,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -25,6 +27,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -35,6 +38,7 @@ import (
 
 	authzv1 "github.com/idwire/idwire/gen/authz/v1"
 	"github.com/idwire/idwire/pkg/authz"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/mtlscreds"
 )
 
@@ -70,23 +74,23 @@ type Runtime struct {
 	tel    *telemetry
 	source *workloadSource
 	mu     sync.Mutex
-	conns  []*Conn
+	conns  []*client.Conn
 }
 
 // Dial returns a connection to the idwire service at target that presents
 // this service's certificate and accepts only a server whose identity is
 // peer ("user", or a SPIFFE ID). It connects lazily, so dependencies may start
 // later. The runtime closes it on shutdown.
-func (rt *Runtime) Dial(target, peer string) (*Conn, error) {
-	c, err := Dial(target, ClientConfig{
+func (rt *Runtime) Dial(target, peer string) (*client.Conn, error) {
+	c, err := client.Dial(target, client.Config{
 		CertFile:       rt.cfg.CertFile,
 		KeyFile:        rt.cfg.KeyFile,
 		CAFile:         rt.cfg.CAFile,
 		Source:         rt.source.orNil(),
 		ServerIdentity: peer,
 		Logger:         rt.Logger,
-		telemetry:      rt.tel,
-	})
+		MeterProvider:  rt.tel.MeterProvider(),
+	}, grpc.WithStatsHandler(rt.tel.clientHandler())) // trace context follows the call
 	if err != nil {
 		return nil, err
 	}
@@ -130,12 +134,16 @@ type Server struct {
 // and reflect the API, nobody else.
 var authenticatedOnly = &authzv1.Rule{AllowAuthenticated: true}
 
-func infrastructureRules() map[string]*authzv1.Rule {
-	return map[string]*authzv1.Rule{
+// withInfrastructureRules is a service's own rules and the infrastructure
+// services' rules.
+func withInfrastructureRules(own map[string]*authzv1.Rule) map[string]*authzv1.Rule {
+	rules := map[string]*authzv1.Rule{
 		healthpb.Health_ServiceDesc.ServiceName:    authenticatedOnly,
 		"grpc.reflection.v1.ServerReflection":      authenticatedOnly,
 		"grpc.reflection.v1alpha.ServerReflection": authenticatedOnly,
 	}
+	maps.Copy(rules, own)
+	return rules
 }
 
 // New validates cfg, loads the credentials, registers svc, compiles the
@@ -150,85 +158,119 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	if logger == nil {
-		if logger, err = NewLogger(string(cfg.LogLevel)); err != nil {
-			return nil, err
-		}
+		logger, _ = NewLogger(string(cfg.LogLevel)) // validated
 	}
-	logger = logger.With("service", svc.Name)
-	s := &Server{cfg: cfg, logger: logger}
+	s := &Server{cfg: cfg, logger: logger.With("service", svc.Name)}
 	// Undo what was started when a later step fails.
 	defer func() {
 		if err != nil {
 			s.release(context.Background())
 		}
 	}()
-
 	if s.tel, err = newTelemetry(context.Background(), svc.Name); err != nil {
 		return nil, err
 	}
-	meters := s.tel.MeterProvider()
-	if cfg.noTelemetry {
-		meters = noop.NewMeterProvider()
-	}
-	mode, _ := parseMode(string(cfg.Mode)) // validated above
-	if s.source, err = openSource(cfg, logger); err != nil {
+	if err := s.loadCredentials(); err != nil {
 		return nil, err
 	}
+	s.newAuthorizer(svc.Rules)
+	if err := s.newGRPCServer(svc); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// meterProvider is where the runtime's own instruments (credentials,
+// authorization) record.
+func (s *Server) meterProvider() metric.MeterProvider {
+	if s.cfg.noTelemetry {
+		return noop.NewMeterProvider()
+	}
+	return s.tel.MeterProvider()
+}
+
+// loadCredentials opens the Workload API source, if configured, and the
+// server credentials on it or on the files.
+func (s *Server) loadCredentials() (err error) {
+	if s.source, err = openSource(s.cfg, s.logger); err != nil {
+		return err
+	}
+	mode, _ := parseMode(string(s.cfg.Mode)) // validated
 	s.creds, err = mtlscreds.NewServer(mtlscreds.Options{
-		CertFile:      cfg.CertFile,
-		KeyFile:       cfg.KeyFile,
-		CAFile:        cfg.CAFile,
+		CertFile:      s.cfg.CertFile,
+		KeyFile:       s.cfg.KeyFile,
+		CAFile:        s.cfg.CAFile,
 		Source:        s.source.orNil(),
-		CRLFile:       cfg.CRLFile,
+		CRLFile:       s.cfg.CRLFile,
 		Mode:          mode,
-		Logger:        logger,
-		MeterProvider: meters,
+		Logger:        s.logger,
+		MeterProvider: s.meterProvider(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loading credentials (%s): %w", credentialsFlags(cfg), err)
+		return fmt.Errorf("loading credentials (%s): %w", credentialsFlags(s.cfg), err)
 	}
+	return nil
+}
 
-	rules := infrastructureRules()
-	for k, v := range svc.Rules {
-		rules[k] = v
-	}
+// newAuthorizer is the policy of the proto options, with rules for what
+// has none: the service's own and the infrastructure's. It is compiled
+// once the service's methods are registered.
+func (s *Server) newAuthorizer(rules map[string]*authzv1.Rule) {
 	s.authz = authz.New(authz.Options{
-		Logger:        logger,
-		MeterProvider: meters,
-		PolicyFile:    cfg.PolicyFile,
-		Rules:         rules,
+		Logger:        s.logger,
+		MeterProvider: s.meterProvider(),
+		PolicyFile:    s.cfg.PolicyFile,
+		Rules:         withInfrastructureRules(rules),
 	})
+}
 
+// newGRPCServer builds the gRPC server with the interceptor chain,
+// registers svc, health and reflection on it, and compiles the policy for
+// what is registered. Health says NOT_SERVING until Serve.
+func (s *Server) newGRPCServer(svc Service) error {
 	opts, err := s.serverOptions()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.grpc = grpc.NewServer(opts...)
-	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: logger, cfg: &s.cfg, tel: s.tel, source: s.source}
+	s.rt = &Runtime{ServiceRegistrar: s.grpc, Logger: s.logger, cfg: &s.cfg, tel: s.tel, source: s.source}
 	if err := svc.Register(s.rt); err != nil {
-		return nil, fmt.Errorf("registering %s: %w", svc.Name, err)
+		return fmt.Errorf("registering %s: %w", svc.Name, err)
 	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	if err := s.authz.Compile(s.grpc); err != nil {
-		return nil, fmt.Errorf("authorization policy: %w", err)
+		return fmt.Errorf("authorization policy: %w", err)
 	}
-	for name := range s.grpc.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
-	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	return nil
+}
 
-	if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+// setHealth sets every registered service's health, and the server's ("").
+func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, st)
 	}
-	if cfg.MetricsListen != "" {
-		if s.metLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return nil, fmt.Errorf("--metrics-listen %s: %w", cfg.MetricsListen, err)
-		}
-		s.metrics = &http.Server{Handler: s.tel.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	s.health.SetServingStatus("", st)
+}
+
+// listen opens the gRPC listener and, if configured, the metrics one.
+func (s *Server) listen() (err error) {
+	if s.lis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("--listen %s: %w", s.cfg.Listen, err)
 	}
-	return s, nil
+	if s.cfg.MetricsListen == "" {
+		return nil
+	}
+	if s.metLis, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", s.cfg.MetricsListen, err)
+	}
+	s.metrics = &http.Server{Handler: s.tel.metricsHandler(), ReadHeaderTimeout: 5 * time.Second}
+	return nil
 }
 
 // serverOptions is the chain every call goes through: telemetry (trace
@@ -236,11 +278,7 @@ func New(cfg Config, svc Service, logger *slog.Logger) (_ *Server, err error) {
 // see every outcome, refusals included; recovery, which turns a panic
 // anywhere below it into INTERNAL; and authorization, before any handler.
 func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
-	logger := s.logger
-	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-		return status.Error(codes.Internal, "internal error")
-	})
+	rec := recovery.WithRecoveryHandlerContext(s.recovered)
 	var unary []grpc.UnaryServerInterceptor
 	var stream []grpc.StreamServerInterceptor
 	if !s.cfg.noTelemetry {
@@ -252,7 +290,7 @@ func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 		stream = append(stream, in.stream)
 	}
 	if mode, _ := parseCallLog(s.cfg.CallLog); mode != logOff { // validated in New
-		l := &callLog{logger: logger, mode: mode}
+		l := &callLog{logger: s.logger, mode: mode}
 		unary = append(unary, l.unary)
 		stream = append(stream, l.stream)
 	}
@@ -262,6 +300,13 @@ func (s *Server) serverOptions() ([]grpc.ServerOption, error) {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	), nil
+}
+
+// recovered logs a handler's panic with its stack, and answers the call
+// INTERNAL without saying more.
+func (s *Server) recovered(ctx context.Context, p any) error {
+	s.logger.ErrorContext(ctx, "handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error")
 }
 
 // Addr is the gRPC listener's address (useful with port 0).
@@ -278,16 +323,9 @@ func (s *Server) MetricsAddr() net.Addr {
 // Serve serves until Shutdown; it reports healthy once it accepts calls.
 func (s *Server) Serve() error {
 	if s.metrics != nil {
-		go func() {
-			if err := s.metrics.Serve(s.metLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.logger.Error("metrics server stopped", "err", err)
-			}
-		}()
+		go s.serveMetrics()
 	}
-	for name := range s.grpc.GetServiceInfo() {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.setHealth(healthpb.HealthCheckResponse_SERVING)
 	metrics := "" // the bound address, so that port 0 can be found
 	if s.metLis != nil {
 		metrics = s.metLis.Addr().String()
@@ -298,6 +336,12 @@ func (s *Server) Serve() error {
 		return nil
 	}
 	return err
+}
+
+func (s *Server) serveMetrics() {
+	if err := s.metrics.Serve(s.metLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.logger.Error("metrics server stopped", "err", err)
+	}
 }
 
 // Reload re-reads the certificate, key, bundle and CRL, and the policy
@@ -323,39 +367,35 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.stopOnce.Do(func() {
 		s.logger.Info("draining")
 		s.health.Shutdown()
-		done := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-ctx.Done():
+		drain(ctx, s.grpc.GracefulStop, func() {
 			s.logger.Warn("drain timed out; closing open calls")
 			s.grpc.Stop()
-			<-done
-		}
+		})
 		s.release(ctx)
 		s.logger.Info("stopped")
 	})
 }
 
+// drain runs graceful, which returns once the open calls are done, until
+// ctx is done; then it runs cut, which ends the open calls and so graceful
+// too. It returns once graceful has.
+func drain(ctx context.Context, graceful, cut func()) {
+	done := make(chan struct{})
+	go func() {
+		graceful()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cut()
+		<-done
+	}
+}
+
 // release closes what New opened, in reverse order; each part may be nil.
 func (s *Server) release(ctx context.Context) {
-	if s.grpc != nil {
-		s.grpc.Stop()
-	}
-	if s.lis != nil {
-		s.lis.Close()
-	}
-	if s.metrics != nil {
-		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = s.metrics.Shutdown(shutCtx)
-		cancel()
-	}
-	if s.metLis != nil {
-		s.metLis.Close() // not closed by the http.Server when Serve never ran
-	}
+	s.closeListeners(ctx)
 	if s.rt != nil {
 		if err := s.rt.closeConns(); err != nil {
 			s.logger.Warn("closing client connections", "err", err)
@@ -376,5 +416,24 @@ func (s *Server) release(ctx context.Context) {
 			s.logger.Warn("flushing telemetry", "err", err)
 		}
 		cancel()
+	}
+}
+
+// closeListeners stops the gRPC and metrics servers and closes their
+// listeners.
+func (s *Server) closeListeners(ctx context.Context) {
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
+	if s.lis != nil {
+		s.lis.Close()
+	}
+	if s.metrics != nil {
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = s.metrics.Shutdown(shutCtx)
+		cancel()
+	}
+	if s.metLis != nil {
+		s.metLis.Close() // not closed by the http.Server when Serve never ran
 	}
 }

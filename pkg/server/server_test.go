@@ -22,6 +22,7 @@ import (
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/logbuf"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -46,8 +47,8 @@ func config(dir, name string) server.Config {
 	}
 }
 
-func clientConfig(dir, name, peer string) server.ClientConfig {
-	return server.ClientConfig{
+func clientConfig(dir, name, peer string) client.Config {
+	return client.Config{
 		CertFile:       filepath.Join(dir, name, ca.CertFile),
 		KeyFile:        filepath.Join(dir, name, ca.KeyFile),
 		CAFile:         filepath.Join(dir, name, ca.BundleFile),
@@ -131,7 +132,7 @@ func TestRunStartupErrors(t *testing.T) {
 	}{
 		{"unknown flag", []string{"--bogus"}, nil, 2, "flag provided but not defined: -bogus"},
 		{"stray argument", []string{"serve"}, nil, 2, `unexpected argument "serve"`},
-		{"cert from the environment", nil, map[string]string{"TLS_CERT_FILE": "/nonexistent/tls.crt"}, 1, "--cert /nonexistent/tls.crt"},
+		{"cert from the environment", nil, map[string]string{"TLS_CERT_FILE": "/nonexistent/tls.crt"}, 2, "--cert /nonexistent/tls.crt"},
 		{"bad drain timeout", nil, map[string]string{"DRAIN_TIMEOUT": "soon"}, 2, "DRAIN_TIMEOUT"},
 		{"healthcheck without a certificate", []string{"healthcheck"}, nil, 1, "--cert, --key and --ca"},
 	}
@@ -160,7 +161,7 @@ func TestHealthReflectionMetrics(t *testing.T) {
 	s := start(t, cfg, servertest.StoreService("store"), nil)
 	ctx := context.Background()
 
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "store"))
+	conn, err := client.Dial(s.Addr().String(), clientConfig(dir, "frontend", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestTraceContextFlows(t *testing.T) {
 	ctx := context.Background()
 
 	for name, s := range map[string]*server.Server{"alpha": a, "beta": b} {
-		admin, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", name))
+		admin, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +268,7 @@ func TestTraceContextFlows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fe, err := server.Dial(r.Addr().String(), clientConfig(dir, "frontend", "relay"))
+	fe, err := client.Dial(r.Addr().String(), clientConfig(dir, "frontend", "relay"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestReloadServesNewCertificate(t *testing.T) {
 	dir := pki(t, "store", "admin")
 	s := start(t, config(dir, "store"), servertest.StoreService("store"), nil)
 	ctx := context.Background()
-	old, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
+	old, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +340,7 @@ func TestReloadServesNewCertificate(t *testing.T) {
 	if _, err := store.Put(ctx, &servertestv1.PutRequest{Key: "b"}); err != nil {
 		t.Errorf("call on the connection opened before the rotation: %v", err)
 	}
-	fresh, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
+	fresh, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +359,7 @@ func TestReloadServesNewCertificate(t *testing.T) {
 	if err := s.Reload(); err == nil {
 		t.Error("Reload of a garbage certificate succeeded")
 	}
-	again, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
+	again, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +383,7 @@ func TestReloadReadsThePolicy(t *testing.T) {
 	}
 	write("rules: {}\n")
 	s := start(t, cfg, servertest.StoreService("store"), nil)
-	conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "frontend", "store"))
+	conn, err := client.Dial(s.Addr().String(), clientConfig(dir, "frontend", "store"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/idwire/idwire/internal/fakeagent"
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -40,7 +41,7 @@ func TestSPIFFESocket(t *testing.T) {
 		return a.Addr()
 	}
 	files := t.TempDir()
-	caller := func(name, peer string) server.ClientConfig {
+	caller := func(name, peer string) client.Config {
 		leaf, err := auth.Issue(ca.IssueRequest{Name: name, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
@@ -63,8 +64,8 @@ func TestSPIFFESocket(t *testing.T) {
 		servertest.Peer{Addr: others.Addr().String(), Identity: "other"},
 	), nil)
 
-	dial := func(cc server.ClientConfig, addr string) *server.Conn {
-		conn, err := server.Dial(addr, cc)
+	dial := func(cc client.Config, addr string) *client.Conn {
+		conn, err := client.Dial(addr, cc)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,23 +57,9 @@ func newTelemetry(ctx context.Context, service string) (*telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
-	var tracer tracerProvider = propagatingProvider{}
-	if otlpConfigured() {
-		// otlptracegrpc reads the rest of the OTEL_EXPORTER_OTLP_* variables
-		// (headers, TLS, insecure) itself, and the SDK the
-		// OTEL_TRACES_SAMPLER ones.
-		exp, err := otlptracegrpc.New(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("OTLP trace exporter (OTEL_EXPORTER_OTLP_ENDPOINT): %w", err)
-		}
-		topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(exp)}
-		if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
-			// Recording and exporting every call's span would cost more
-			// than the rest of the runtime together; a caller's sampled
-			// trace is still recorded in full.
-			topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(DefaultTraceSampleRatio))))
-		}
-		tracer = sdktrace.NewTracerProvider(topts...)
+	tracer, err := newTracerProvider(ctx, res)
+	if err != nil {
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -87,6 +73,29 @@ func newTelemetry(ctx context.Context, service string) (*telemetry, error) {
 		registry: reg,
 		props:    propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 	}, nil
+}
+
+// newTracerProvider is the SDK's, exporting over OTLP, when the OTLP
+// environment asks for it, else one that only carries trace context.
+func newTracerProvider(ctx context.Context, res *resource.Resource) (tracerProvider, error) {
+	if !otlpConfigured() {
+		return propagatingProvider{}, nil
+	}
+	// otlptracegrpc reads the rest of the OTEL_EXPORTER_OTLP_* variables
+	// (headers, TLS, insecure) itself, and the SDK the OTEL_TRACES_SAMPLER
+	// ones.
+	exp, err := otlptracegrpc.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter (OTEL_EXPORTER_OTLP_ENDPOINT): %w", err)
+	}
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(exp)}
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		// Recording and exporting every call's span would cost more than
+		// the rest of the runtime together; a caller's sampled trace is
+		// still recorded in full.
+		topts = append(topts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(DefaultTraceSampleRatio))))
+	}
+	return sdktrace.NewTracerProvider(topts...), nil
 }
 
 // MeterProvider is where the runtime's own instruments (credentials,

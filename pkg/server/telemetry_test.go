@@ -2,17 +2,23 @@ package server_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"regexp"
 	"sync"
 	"testing"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	servertestv1 "github.com/idwire/idwire/internal/gen/servertest/v1"
 	"github.com/idwire/idwire/internal/servertest"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/server"
 )
 
@@ -84,7 +90,7 @@ func TestOTLPExport(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- s.Serve() }()
-			conn, err := server.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
+			conn, err := client.Dial(s.Addr().String(), clientConfig(dir, "admin", "store"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,5 +118,44 @@ func TestOTLPExport(t *testing.T) {
 				t.Errorf("collector got %d Put spans under service.name=store (all spans: %v), want %s", exported, col.spans, tt.want)
 			}
 		})
+	}
+}
+
+// TestRuntimeDialTelemetry: the connections a service opens with
+// Runtime.Dial record in the service's own telemetry: otelgrpc's client
+// metrics and the client credentials' metrics are on its /metrics, next to
+// its server metrics. (That trace context follows them is
+// TestTraceContextFlows.)
+func TestRuntimeDialTelemetry(t *testing.T) {
+	dir := pki(t, "alpha", "relay", "frontend")
+	a := start(t, config(dir, "alpha"), servertest.StoreService("alpha"), nil)
+	cfg := config(dir, "relay")
+	cfg.MetricsListen = "127.0.0.1:0"
+	r := start(t, cfg, servertest.RelayService(servertest.Peer{Addr: a.Addr().String(), Identity: "alpha"}), nil)
+	fe, err := client.Dial(r.Addr().String(), clientConfig(dir, "frontend", "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fe.Close()
+	// alpha has no "tea": relay's call to it ends NOT_FOUND, which Relay
+	// passes on.
+	_, err = servertestv1.NewRelayServiceClient(fe).Relay(context.Background(), &servertestv1.RelayRequest{Key: "tea"})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("Relay: %v, want NotFound from alpha", err)
+	}
+
+	resp, err := http.Get("http://" + r.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`rpc_client_call_duration_seconds_count\{[^}]*rpc_method="servertest.v1.StoreService/Get"[^}]*\} 1`),
+		regexp.MustCompile(`idwire_mtlscreds_certificate_expiry_seconds\{[^}]*mtlscreds_side="client"`),
+	} {
+		if !want.Match(body) {
+			t.Errorf("relay's /metrics has nothing matching %s:\n%s", want, body)
+		}
 	}
 }

@@ -36,7 +36,7 @@ import (
 	userv1 "github.com/idwire/idwire/gen/user/v1"
 	"github.com/idwire/idwire/internal/acl"
 	"github.com/idwire/idwire/internal/ca"
-	"github.com/idwire/idwire/pkg/server"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/services/catalog"
 )
 
@@ -180,7 +180,7 @@ func (d *deployment) dial(t *testing.T, caller, service, addr string) grpc.Clien
 	if caller == foreign {
 		folder = d.foreignDir
 	}
-	cc, err := server.Dial(addr, server.ClientConfig{
+	cc, err := client.Dial(addr, client.Config{
 		CertFile:       filepath.Join(folder, ca.CertFile),
 		KeyFile:        filepath.Join(folder, ca.KeyFile),
 		CAFile:         filepath.Join(folder, ca.BundleFile),

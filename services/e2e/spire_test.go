@@ -23,9 +23,9 @@ import (
 
 	"github.com/idwire/idwire/internal/ca"
 	"github.com/idwire/idwire/internal/pemfile"
+	"github.com/idwire/idwire/pkg/client"
 	"github.com/idwire/idwire/pkg/identity"
 	"github.com/idwire/idwire/pkg/mtlscreds"
-	"github.com/idwire/idwire/pkg/server"
 	"github.com/idwire/idwire/services/catalog"
 )
 
@@ -380,9 +380,9 @@ func (sp *spire) deploy(t *testing.T, args func(string) []string, bin string) *d
 	for _, s := range services() {
 		addr := d.procs[s].addr
 		for _, c := range ours {
-			d.conns[[2]string{c, s}] = dialSPIRE(t, addr, server.ClientConfig{Source: sp.sources[c]}, s)
+			d.conns[[2]string{c, s}] = dialSPIRE(t, addr, client.Config{Source: sp.sources[c]}, s)
 		}
-		d.conns[[2]string{foreign, s}] = dialSPIRE(t, addr, server.ClientConfig{
+		d.conns[[2]string{foreign, s}] = dialSPIRE(t, addr, client.Config{
 			CertFile: filepath.Join(foreignDir, ca.CertFile), KeyFile: filepath.Join(foreignDir, ca.KeyFile), CAFile: filepath.Join(foreignDir, ca.BundleFile),
 		}, s)
 		roots := x509.NewCertPool()
@@ -400,11 +400,11 @@ func (sp *spire) deploy(t *testing.T, args func(string) []string, bin string) *d
 }
 
 // dialSPIRE connects to service at addr, checking it by its SPIFFE ID.
-func dialSPIRE(t *testing.T, addr string, cfg server.ClientConfig, service string) *server.Conn {
+func dialSPIRE(t *testing.T, addr string, cfg client.Config, service string) *client.Conn {
 	t.Helper()
 	cfg.ServerIdentity = "spiffe://" + spireTD + "/" + service
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	cc, err := server.Dial(addr, cfg)
+	cc, err := client.Dial(addr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +483,7 @@ func (sp *spire) testRotations(t *testing.T, d *deployment, rotations int, durin
 // probeSerial makes one health call as admin on a new connection and
 // returns the serial of the SVID the server presented.
 func (sp *spire) probeSerial(addr, service string) (*big.Int, error) {
-	cc, err := server.Dial(addr, server.ClientConfig{
+	cc, err := client.Dial(addr, client.Config{
 		Source: sp.sources["admin"], ServerIdentity: "spiffe://" + spireTD + "/" + service, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
