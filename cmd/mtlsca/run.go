@@ -125,6 +125,17 @@ func (c *command) flags() *flag.FlagSet {
 	return fs
 }
 
+// help prints the usage of c, its flags and its examples, for -h.
+func (e *env) help(c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(e.stdout, "Usage: mtlsca %s %s\n\n%s.\n", c.name, c.args, capitalize(c.summary))
+	if hasFlags(fs) {
+		fmt.Fprintln(e.stdout, "\nFlags:")
+		fs.SetOutput(e.stdout)
+		fs.PrintDefaults()
+	}
+	printExamples(e.stdout, c.name)
+}
+
 // parse parses flags that may come before, between or after the positional
 // arguments ("mtlsca issue order --dir ca"), and checks their count. ok is
 // false when the command must return code (after -h, or a usage error).
@@ -132,13 +143,7 @@ func (e *env) parse(c *command, fs *flag.FlagSet, args []string, minPos, maxPos 
 	for {
 		err := fs.Parse(args)
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(e.stdout, "Usage: mtlsca %s %s\n\n%s.\n", c.name, c.args, capitalize(c.summary))
-			if hasFlags(fs) {
-				fmt.Fprintln(e.stdout, "\nFlags:")
-				fs.SetOutput(e.stdout)
-				fs.PrintDefaults()
-			}
-			printExamples(e.stdout, c.name)
+			e.help(c, fs)
 			return nil, exitOK, false
 		}
 		if err != nil {

@@ -176,36 +176,45 @@ func (s *Store) PruneRoots(now time.Time, dryRun bool) (*PruneResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &PruneResult{}
-	err = s.locked(func() error {
-		bundle, err := pemfile.ReadCerts(s.Path(BundleFile))
-		if err != nil {
-			return err
-		}
-		issued, err := s.Issued()
-		if err != nil {
-			return err
-		}
-		var keep []*x509.Certificate
-		for _, r := range bundle {
-			reason, remove := pruneReason(r, s.Authority.Root, retired, issued, now)
-			if remove {
-				res.Removed = append(res.Removed, PrunedRoot{r, reason})
-			} else {
-				res.Kept = append(res.Kept, PrunedRoot{r, reason})
-				keep = append(keep, r)
-			}
-		}
-		if dryRun || len(res.Removed) == 0 {
-			return nil
-		}
-		s.Bundle = keep
-		return WriteFile(s.Path(BundleFile), pemfile.EncodeCerts(keep...), 0o644)
+	var res *PruneResult
+	err = s.locked(func() (err error) {
+		res, err = s.pruneLocked(retired, now, dryRun)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// pruneLocked sorts the roots of the bundle on disk into kept and removed,
+// and unless dryRun writes the bundle without the removed ones. The caller
+// holds the lock.
+func (s *Store) pruneLocked(retired []*x509.Certificate, now time.Time, dryRun bool) (*PruneResult, error) {
+	bundle, err := pemfile.ReadCerts(s.Path(BundleFile))
+	if err != nil {
+		return nil, err
+	}
+	issued, err := s.Issued()
+	if err != nil {
+		return nil, err
+	}
+	res := &PruneResult{}
+	var keep []*x509.Certificate
+	for _, r := range bundle {
+		reason, remove := pruneReason(r, s.Authority.Root, retired, issued, now)
+		if remove {
+			res.Removed = append(res.Removed, PrunedRoot{r, reason})
+		} else {
+			res.Kept = append(res.Kept, PrunedRoot{r, reason})
+			keep = append(keep, r)
+		}
+	}
+	if dryRun || len(res.Removed) == 0 {
+		return res, nil
+	}
+	s.Bundle = keep
+	return res, WriteFile(s.Path(BundleFile), pemfile.EncodeCerts(keep...), 0o644)
 }
 
 func pruneReason(r, current *x509.Certificate, retired []*x509.Certificate, issued []IssuedEntry, now time.Time) (string, bool) {

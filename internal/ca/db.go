@@ -361,29 +361,42 @@ func (s *Store) retiredIssuers(now time.Time) ([]*Authority, error) {
 	}
 	var out []*Authority
 	for _, certPath := range certs {
-		dir := filepath.Dir(filepath.Dir(certPath))
-		root, err := readCert(filepath.Join(dir, filepath.FromSlash(RootCertFile)))
+		a, err := s.retiredIssuer(certPath, bundle, now)
 		if err != nil {
 			return nil, err
 		}
-		inter, err := readCert(certPath)
-		if err != nil {
-			return nil, err
+		if a != nil {
+			out = append(out, a)
 		}
-		if !containsCert(bundle, root) || !now.Before(inter.NotAfter) {
-			continue
-		}
-		keyPath := filepath.Join(dir, filepath.FromSlash(IntermediateKey))
-		if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		key, err := readKey(keyPath, inter, certPath)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &Authority{TrustDomain: s.Config.TrustDomain, Root: root, Intermediate: inter, IntermediateKey: key})
 	}
 	return out, nil
+}
+
+// retiredIssuer reads the retired intermediate at certPath with its root
+// and key; nil when its root has left the bundle, it has expired at now,
+// or its key is gone.
+func (s *Store) retiredIssuer(certPath string, bundle []*x509.Certificate, now time.Time) (*Authority, error) {
+	dir := filepath.Dir(filepath.Dir(certPath))
+	root, err := readCert(filepath.Join(dir, filepath.FromSlash(RootCertFile)))
+	if err != nil {
+		return nil, err
+	}
+	inter, err := readCert(certPath)
+	if err != nil {
+		return nil, err
+	}
+	if !containsCert(bundle, root) || !now.Before(inter.NotAfter) {
+		return nil, nil
+	}
+	keyPath := filepath.Join(dir, filepath.FromSlash(IntermediateKey))
+	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	key, err := readKey(keyPath, inter, certPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{TrustDomain: s.Config.TrustDomain, Root: root, Intermediate: inter, IntermediateKey: key}, nil
 }
 
 // locked runs f holding an exclusive lock on the CA directory, so that two

@@ -68,45 +68,55 @@ func (p *policyCheck) identity(o *Object, d *appsv1.Deployment) string {
 // secretsOf lists every secret a pod spec can read: volumes, projected
 // sources and environment, each with the keys it takes (nil: all of them).
 func secretsOf(spec *corev1.PodSpec) map[string][]string {
-	out := map[string][]string{}
-	add := func(name string, items []corev1.KeyToPath) {
-		keys := out[name]
-		if items == nil {
-			keys = append(keys, "*")
-		}
-		for _, it := range items {
-			keys = append(keys, it.Key)
-		}
-		out[name] = keys
-	}
+	out := secretKeys{}
 	for _, v := range spec.Volumes {
 		if v.Secret != nil {
-			add(v.Secret.SecretName, v.Secret.Items)
+			out.add(v.Secret.SecretName, v.Secret.Items)
 		}
 		if v.Projected != nil {
 			for _, s := range v.Projected.Sources {
 				if s.Secret != nil {
-					add(s.Secret.Name, s.Secret.Items)
+					out.add(s.Secret.Name, s.Secret.Items)
 				}
 			}
 		}
 	}
 	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				add(e.ValueFrom.SecretKeyRef.Name, []corev1.KeyToPath{{Key: e.ValueFrom.SecretKeyRef.Key}})
-			}
-		}
-		for _, e := range c.EnvFrom {
-			if e.SecretRef != nil {
-				add(e.SecretRef.Name, nil)
-			}
-		}
+		out.addEnv(c)
 	}
 	for _, s := range spec.ImagePullSecrets {
-		add(s.Name, nil)
+		out.add(s.Name, nil)
 	}
 	return out
+}
+
+// secretKeys maps a secret's name to the keys a pod takes from it, "*"
+// for all of them.
+type secretKeys map[string][]string
+
+func (m secretKeys) add(name string, items []corev1.KeyToPath) {
+	keys := m[name]
+	if items == nil {
+		keys = append(keys, "*")
+	}
+	for _, it := range items {
+		keys = append(keys, it.Key)
+	}
+	m[name] = keys
+}
+
+// addEnv adds the secrets a container's environment reads.
+func (m secretKeys) addEnv(c corev1.Container) {
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			m.add(e.ValueFrom.SecretKeyRef.Name, []corev1.KeyToPath{{Key: e.ValueFrom.SecretKeyRef.Key}})
+		}
+	}
+	for _, e := range c.EnvFrom {
+		if e.SecretRef != nil {
+			m.add(e.SecretRef.Name, nil)
+		}
+	}
 }
 
 // secrets: each pod reads exactly its own identity's secret (tls.crt and
@@ -226,26 +236,14 @@ func workloadAPISocket(spec *corev1.PodSpec) (string, error) {
 	}
 	socket := ""
 	for _, c := range spec.Containers {
-		var addr string
-		for _, e := range c.Env {
-			if e.Name == "SPIFFE_ENDPOINT_SOCKET" {
-				addr = e.Value
-			}
-		}
+		addr := envValue(c, "SPIFFE_ENDPOINT_SOCKET")
 		if addr == "" {
 			if socket != "" {
 				return "", fmt.Errorf("container %s has no SPIFFE_ENDPOINT_SOCKET, unlike the others", c.Name)
 			}
 			continue
 		}
-		path, ok := strings.CutPrefix(addr, "unix://")
-		inMount := false
-		for _, m := range c.VolumeMounts {
-			if csi[m.Name] && m.ReadOnly && strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
-				inMount = true
-			}
-		}
-		if !ok || !inMount {
+		if !inCSIMount(c, addr, csi) {
 			return "", fmt.Errorf("container %s: SPIFFE_ENDPOINT_SOCKET %q is not a unix socket in a read-only %s volume", c.Name, addr, SPIFFECSIDriver)
 		}
 		if socket != "" && socket != addr {
@@ -254,6 +252,32 @@ func workloadAPISocket(spec *corev1.PodSpec) (string, error) {
 		socket = addr
 	}
 	return socket, nil
+}
+
+// envValue is the last value c's environment gives name, or "".
+func envValue(c corev1.Container, name string) string {
+	var v string
+	for _, e := range c.Env {
+		if e.Name == name {
+			v = e.Value
+		}
+	}
+	return v
+}
+
+// inCSIMount reports whether addr is a unix socket under one of c's
+// read-only mounts of the volumes in csi.
+func inCSIMount(c corev1.Container, addr string, csi map[string]bool) bool {
+	path, ok := strings.CutPrefix(addr, "unix://")
+	if !ok {
+		return false
+	}
+	for _, m := range c.VolumeMounts {
+		if csi[m.Name] && m.ReadOnly && strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // hardening: every pod runs as compose runs it (non-root 65532, read-only
