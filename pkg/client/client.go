@@ -68,17 +68,17 @@ func (c *Conn) Close() error {
 // credentials.
 func Dial(target string, cfg Config, opts ...grpc.DialOption) (*Conn, error) {
 	if target == "" {
-		return nil, errors.New("dial: no target address")
+		return nil, errors.New("client: no target address")
 	}
 	creds, err := mtlscreds.NewClient(cfg.credentialsOptions())
 	if err != nil {
-		return nil, fmt.Errorf("client credentials for %s (%s): %w", target, cfg.credentialsSource(), err)
+		return nil, fmt.Errorf("client: credentials for %s (%s): %w", target, cfg.credentialsSource(), err)
 	}
 	all := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)
 	cc, err := grpc.NewClient(target, all...)
 	if err != nil {
 		creds.Close()
-		return nil, fmt.Errorf("dial %s: %w", target, err)
+		return nil, fmt.Errorf("client: dial %s: %w", target, err)
 	}
 	return &Conn{ClientConn: cc, creds: creds}, nil
 }

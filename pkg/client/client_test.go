@@ -28,7 +28,7 @@ func (emptySource) Subscribe(func()) func()                { return func() {} }
 func (emptySource) String() string                         { return "test source" }
 
 // TestDialErrors: a Dial that cannot work fails at once, naming the target
-// and where the certificate was to come from.
+// and where the certificate was to come from, after the package's prefix.
 func TestDialErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -37,10 +37,10 @@ func TestDialErrors(t *testing.T) {
 		want   []string
 	}{
 		{"no target", "", client.Config{}, []string{"no target address"}},
-		{"no certificate", "store:8443", client.Config{}, []string{"client credentials for store:8443"}},
+		{"no certificate", "store:8443", client.Config{}, []string{"client: credentials for store:8443"}},
 		{"missing files", "store:8443", client.Config{CertFile: "/nonexistent/tls.crt", KeyFile: "/nonexistent/tls.key", CAFile: "/nonexistent/ca.crt"},
-			[]string{"client credentials for store:8443", "cert /nonexistent/tls.crt, key /nonexistent/tls.key, ca /nonexistent/ca.crt"}},
-		{"source without material", "store:8443", client.Config{Source: emptySource{}}, []string{"client credentials for store:8443 (test source)", "no SVID yet"}},
+			[]string{"client: credentials for store:8443", "cert /nonexistent/tls.crt, key /nonexistent/tls.key, ca /nonexistent/ca.crt"}},
+		{"source without material", "store:8443", client.Config{Source: emptySource{}}, []string{"client: credentials for store:8443 (test source)", "no SVID yet"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := client.Dial(tc.target, tc.cfg)
@@ -52,6 +52,9 @@ func TestDialErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
+			}
+			if !strings.HasPrefix(err.Error(), "client: ") || strings.Count(err.Error(), "client:") != 1 {
+				t.Errorf("error %q does not start with the package's prefix, once", err)
 			}
 		})
 	}
