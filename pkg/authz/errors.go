@@ -14,13 +14,18 @@ import (
 //		for _, p := range ce.Problems { ... p.Method ... }
 //	}
 type CompileError struct {
+	// Problems is every problem found, in a stable order: never empty in
+	// an error of Compile or Reload.
 	Problems []Problem
 }
 
 // Error lists the problems, one a line after the first, for the log line a
 // service that refuses to start writes.
 func (e *CompileError) Error() string {
-	if len(e.Problems) == 1 {
+	switch len(e.Problems) {
+	case 0: // never from Compile or Reload; a zero value made elsewhere
+		return "authz: cannot compile the policy"
+	case 1:
 		return "authz: cannot compile the policy: " + e.Problems[0].Error()
 	}
 	var b strings.Builder
@@ -59,13 +64,17 @@ type Problem struct {
 
 // Error is the problem as one line of CompileError's text.
 func (p Problem) Error() string {
+	what := "invalid rule" // a Problem made outside the package without Err
+	if p.Err != nil {
+		what = p.Err.Error()
+	}
 	switch {
 	case p.Method == "" || p.Source == SourceOverlay:
-		return p.Err.Error()
+		return what
 	case p.Source == "":
-		return p.Method + ": " + p.Err.Error()
+		return p.Method + ": " + what
 	}
-	return p.Method + " (" + string(p.Source) + "): " + p.Err.Error()
+	return p.Method + " (" + string(p.Source) + "): " + what
 }
 
 // Unwrap returns Err.

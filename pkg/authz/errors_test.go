@@ -119,3 +119,22 @@ func requiredHeaderRule(header string) *authzv1.Rule {
 	proto.SetExtension(r, authztestv1.E_RequiredHeader, header)
 	return r
 }
+
+// TestCompileErrorZeroValues: a CompileError or Problem made outside the
+// package (a test double, a tool) still has a message rather than a panic.
+func TestCompileErrorZeroValues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"no problems", &authz.CompileError{}, "authz: cannot compile the policy"},
+		{"problem without Err", &authz.CompileError{Problems: []authz.Problem{{Method: "/p.S/M", Source: authz.SourceProtoMethod}}},
+			"authz: cannot compile the policy: /p.S/M (proto:method): invalid rule"},
+		{"zero Problem", authz.Problem{}, "invalid rule"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%s: Error() = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
