@@ -45,9 +45,11 @@ const (
 	ReasonUnknownAuthority Reason = "unknown_authority"
 	// ReasonSelfSigned: a self-signed leaf that is not in the bundle.
 	ReasonSelfSigned Reason = "self_signed"
-	// ReasonExpired and ReasonNotYetValid: a certificate of the chain is
-	// outside its validity at the time of the check.
-	ReasonExpired     Reason = "expired"
+	// ReasonExpired: a certificate of the chain is past its NotAfter at
+	// the time of the check.
+	ReasonExpired Reason = "expired"
+	// ReasonNotYetValid: a certificate of the chain is before its
+	// NotBefore at the time of the check (the issuer's clock runs ahead).
 	ReasonNotYetValid Reason = "not_yet_valid"
 	// ReasonExtKeyUsage: the leaf lacks clientAuth (for a client) or
 	// serverAuth (for a server).
@@ -113,6 +115,8 @@ func (e *RejectError) Error() string {
 	return fmt.Sprintf("mtlscreds: certificate %s: %s", describe(e.Cert), what)
 }
 
+// Unwrap returns Err, so that errors.As reaches the x509 error of a chain
+// that did not verify.
 func (e *RejectError) Unwrap() error { return e.Err }
 
 // rejectCause is what a check refused, without the RejectError around it,
