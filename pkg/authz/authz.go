@@ -344,6 +344,11 @@ func (r *refusal) GRPCStatus() *status.Status { return r.st }
 // has already logged it (subject to sampling) with its reason: a call log
 // can skip it, so that each denial is one line.
 func IsRefusal(err error) bool {
+	if err == nil {
+		// errors.As's target escapes: without this the call log's check
+		// of every successful call would cost an allocation.
+		return false
+	}
 	var r *refusal
 	return errors.As(err, &r)
 }

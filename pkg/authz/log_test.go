@@ -131,3 +131,15 @@ func TestDenialLogNamesCallerParts(t *testing.T) {
 		t.Errorf("an allowed call: %v", err)
 	}
 }
+
+// A call log asks IsRefusal of every call it finishes, most of them
+// successful: that question must cost nothing.
+func TestIsRefusalOfSuccessDoesNotAllocate(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() {
+		if authz.IsRefusal(nil) {
+			t.Fatal("IsRefusal(nil) = true")
+		}
+	}); n != 0 {
+		t.Errorf("IsRefusal(nil) allocates %v times per call, want 0", n)
+	}
+}
