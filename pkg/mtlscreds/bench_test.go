@@ -37,11 +37,7 @@ func benchPeers(b *testing.B) []benchPeer {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srvCreds.Close() })
-	cliCreds, err := NewClient(withLogger(cliFiles.options(false)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cliCreds.Close() })
+	cliCreds := newClient(b, withLogger(cliFiles.options(false)))
 
 	pool := x509.NewCertPool()
 	pool.AddCert(a.Root)

@@ -175,15 +175,10 @@ func TestHandshakeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	newClient := func(f files, edit func(*Options)) *Credentials {
+	clientOf := func(f files, edit func(*Options)) *Credentials {
 		o := withLogger(f.options(false))
 		edit(&o)
-		c, err := NewClient(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		return newClient(t, o)
 	}
 	for _, tc := range []struct {
 		name                   string
@@ -191,9 +186,9 @@ func TestHandshakeErrors(t *testing.T) {
 		hangUp                 bool   // the client closes without a ClientHello
 		serverWant, clientWant Reason // "": the handshake may succeed
 	}{
-		{name: "client of an unknown CA", client: newClient(strangerFiles, func(*Options) {}),
+		{name: "client of an unknown CA", client: clientOf(strangerFiles, func(*Options) {}),
 			serverWant: ReasonUnknownAuthority},
-		{name: "server not the identity wanted", client: newClient(cliFiles, func(o *Options) { o.ServerIdentity = "payment" }),
+		{name: "server not the identity wanted", client: clientOf(cliFiles, func(o *Options) { o.ServerIdentity = "payment" }),
 			serverWant: ReasonPeerRejected, clientWant: ReasonServerIdentity},
 		{name: "client hangs up", hangUp: true, serverWant: ReasonTLS},
 	} {

@@ -44,12 +44,7 @@ func TestHandshakeOutcomes(t *testing.T) {
 			if edit != nil {
 				edit(&o)
 			}
-			c, err := NewClient(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
+			return newClient(t, o)
 		}
 	}
 	// oursWithCRL is ours with a CRL file, to check the server's revocation.
@@ -58,12 +53,7 @@ func TestHandshakeOutcomes(t *testing.T) {
 			f := newFiles(t)
 			f.write(t, leaf, a.Root)
 			f.writeCRL(t, crl)
-			c, err := NewClient(withLogger(f.options(true)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
+			return newClient(t, withLogger(f.options(true)))
 		}
 	}
 	bare := func(leaf *ca.Leaf, edit func(*tls.Config)) func(t *testing.T) credentials.TransportCredentials {

@@ -340,11 +340,18 @@ func serveFromFiles(t testing.TB, so, co Options) (srvCreds, cliCreds *Credentia
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srvCreds.Close() })
-	if cliCreds, err = NewClient(co); err != nil {
+	return srvCreds, newClient(t, co), startServer(t, ServerOptions(srvCreds)...)
+}
+
+// newClient makes client credentials from o, closed when the test ends.
+func newClient(t testing.TB, o Options) *Credentials {
+	t.Helper()
+	c, err := NewClient(o)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cliCreds.Close() })
-	return srvCreds, cliCreds, startServer(t, ServerOptions(srvCreds)...)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // serve runs a gRPC server with the health service on lis until the test

@@ -73,11 +73,7 @@ func TestWorkloadAPISource(t *testing.T) {
 		f.write(t, issue(t, a, name), own.Root, partner.Root)
 		o := f.options(false)
 		o.ServerIdentity = "spiffe://" + trustDomain + "/order"
-		cli, err := NewClient(withLogger(o))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cli.Close() })
+		cli := newClient(t, withLogger(o))
 		clients[name] = cli
 		callers[name] = dial(t, srv.addr, cli, "")
 	}
