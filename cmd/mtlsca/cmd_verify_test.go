@@ -52,10 +52,7 @@ func TestVerifyRefusesPartialCRLs(t *testing.T) {
 		{"second CRL partial", append(full, crl(pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: []byte{0x30, 0}})...), "CRL 2: mtlscreds: CRL from", "has an issuing distribution point"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "crl.pem")
-			if err := os.WriteFile(path, tc.file, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			path := writeTemp(t, tc.file)
 			code, out, errs := cli{t: t}.run("verify", "--ca", filepath.Join(dir, ca.BundleFile), "--crl", path, filepath.Join(dir, ca.CertFile))
 			if code != exitFailed || out != "" || !strings.Contains(errs, "mtlsca verify: --crl "+path+": "+tc.want) || !strings.Contains(errs, tc.why) {
 				t.Fatalf("exit %d, want %d; stdout %q; stderr lacks %q or %q: %q", code, exitFailed, out, tc.want, tc.why, errs)
